@@ -1,0 +1,30 @@
+"""Building blocks shared by several model families (each written once, here).
+
+Family-specific blocks live in their family file; a block moves here as soon as a second
+family needs it.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LocalResponseNorm(nn.Module):
+    """Local response normalisation in the form of Krizhevsky et al. 2012, §3.3.
+
+    b_c = a_c / (k + α Σ_{c' ∈ window of n} a_{c'}²)^β, with the paper's k=2, n=5, α=1e-4,
+    β=0.75. PyTorch's ``nn.LocalResponseNorm`` divides α by n (Caffe's convention), so we pass
+    α·n to it: with the same numbers as the paper we compute the paper's function.
+    Used by AlexNet 2012, ZFNet, VGG A-LRN and GoogLeNet.
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.local_response_norm(x, self.size, alpha=self.alpha * self.size, beta=self.beta, k=self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k} (paper form)"

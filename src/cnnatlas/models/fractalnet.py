@@ -1,0 +1,1 @@
+"""fractalnet family (being written)."""

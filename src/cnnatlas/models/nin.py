@@ -1,0 +1,1 @@
+"""nin family (being written)."""

@@ -1,0 +1,1 @@
+"""squeezenet family (being written)."""

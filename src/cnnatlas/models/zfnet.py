@@ -1,0 +1,1 @@
+"""zfnet family (being written)."""

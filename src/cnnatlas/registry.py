@@ -1,0 +1,144 @@
+"""The one model registry: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
+
+Family files register their variants from tables at import time (see ``cnnatlas.models``).
+A registration is static metadata (paper, input size, published results) plus a keyword-only
+builder; figures that depend on the built network (parameter count, minimum input size) are
+read off a model built on the meta device, so they can never drift from the code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from cnnatlas.errors import InputError
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Where an architecture was published."""
+
+    authors: str
+    title: str
+    year: int
+    venue: str
+    url: str = ""
+
+    def cite(self) -> str:
+        return f"{self.authors} ({self.year}), {self.title}. {self.venue}"
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """One number a paper reports for this exact network, with the table it comes from.
+
+    ``value`` is in percent, as papers print it (e.g. top-1 error 37.5).
+    """
+
+    dataset: str
+    metric: str  # "top-1 error", "top-5 error", "top-1 accuracy", "error"
+    value: float
+    source: str  # e.g. "Table 2, 1 crop, val"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything cnnatlas knows about a registered network without running it."""
+
+    name: str
+    family: str
+    paper: Paper
+    input_size: tuple[int, int, int]  # (C, H, W) the paper used
+    dataset: str  # the data set the design targets, e.g. "ImageNet-1k", "CIFAR-10", "MNIST"
+    num_classes: int
+    description: str = ""
+    results: tuple[PublishedResult, ...] = ()
+    torchvision_name: str | None = None  # state-dict compatible torchvision model, if any
+    default_recipe: str | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # builder kwargs of this variant
+    # Filled by model_info() from a model built on the meta device:
+    params: int | None = None
+    trainable_params: int | None = None
+    min_input_size: int | None = None
+
+
+Builder = Callable[..., nn.Module]
+_REGISTRY: dict[str, tuple[ModelInfo, Builder]] = {}
+
+
+def register_model(info: ModelInfo, builder: Builder) -> None:
+    """Register ``builder`` under ``info.name``; a duplicate name is a programming error."""
+    if info.name in _REGISTRY:
+        raise ValueError(f"model {info.name!r} is already registered")
+    if not info.name or info.name != info.name.lower() or " " in info.name:
+        raise ValueError(f"model names are lower-case identifiers, got {info.name!r}")
+    _REGISTRY[info.name] = (info, builder)
+
+
+def _ensure_models_imported() -> None:
+    # Importing the package registers every family; done lazily so that registry.py itself
+    # has no import-time dependency on the model files.
+    import cnnatlas.models  # noqa: F401
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching an fnmatch ``pattern``, sorted."""
+    _ensure_models_imported()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def _lookup(name: str) -> tuple[ModelInfo, Builder]:
+    _ensure_models_imported()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `cnnatlas models` for the list"
+        raise InputError(f"unknown model {name!r}{hint}") from None
+
+
+def create_model(
+    name: str, *, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any
+) -> nn.Module:
+    """Build a registered network; ``overrides`` merge into the variant's own settings."""
+    info, builder = _lookup(name)
+    kwargs: dict[str, Any] = {"num_classes": info.num_classes, "in_chans": info.input_size[0]}
+    kwargs.update(info.defaults)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    kwargs.update(overrides)
+    for key in ("num_classes", "in_chans"):
+        if not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 1:
+            raise InputError(f"{name}: {key} must be a positive integer, got {kwargs[key]!r}")
+    accepted = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            options = ", ".join(sorted(set(accepted) - {"name"}))
+            raise InputError(f"{name} does not accept {', '.join(unknown)}; its options are: {options}")
+    model = builder(**kwargs)
+    model.model_name = name  # lets error messages and the analyser name the network
+    return model
+
+
+def model_info(name: str) -> ModelInfo:
+    """Static metadata plus parameter count and minimum input size read off a meta-device build."""
+    info, _ = _lookup(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return replace(
+        info,
+        params=params,
+        trainable_params=trainable,
+        min_input_size=getattr(model, "min_input_size", None),
+    )

@@ -1,0 +1,110 @@
+"""Checks every registered model passes, parametrised over the registry: a model is tested the
+day it is registered. Expected parameter counts live in the family test files, each with its
+source."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cnnatlas
+from cnnatlas.base import AtlasModel, smallest_working_input
+from cnnatlas.errors import InputError
+
+ALL_MODELS = cnnatlas.list_models()
+# Issue #3: the very deep networks are checked on the meta device (shapes, counts), not with a
+# full forward pass, to keep the suite inside the CI budget.
+META_ONLY = {"resnet1202", "preact_resnet1001", "densenet264"}
+
+
+def _default_input(info: cnnatlas.ModelInfo, batch: int = 1, device: str = "cpu") -> torch.Tensor:
+    return torch.randn(batch, *info.input_size, device=device)
+
+
+def _small_side(model: AtlasModel) -> int:
+    """A cheap input side that still exercises every layer."""
+    side = max(model.min_input_size, 32)
+    return min(side, model.max_input_size) if model.max_input_size else side
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_meta_build_interface_and_info(name: str) -> None:
+    info = cnnatlas.model_info(name)
+    with torch.device("meta"):
+        model = cnnatlas.create_model(name)
+    assert isinstance(model, AtlasModel)
+    assert model.num_classes == info.num_classes
+    assert model.in_chans == info.input_size[0]
+    assert info.params == sum(p.numel() for p in model.parameters()) > 0
+    assert info.paper.year >= 1989 and info.paper.title
+    out = model.eval()(torch.empty(2, *info.input_size, device="meta"))
+    assert tuple(model.main_logits(out).shape) == (2, info.num_classes)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_declared_min_input_size_is_the_true_minimum(name: str) -> None:
+    info = cnnatlas.model_info(name)
+    with torch.device("meta"):
+        model = cnnatlas.create_model(name).eval()
+    assert model.min_input_size == smallest_working_input(model, info.input_size[0])
+    assert model.min_input_size <= info.input_size[1]
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if n not in META_ONLY])
+def test_forward_at_default_input_is_finite_and_deterministic(name: str) -> None:
+    torch.manual_seed(0)
+    info = cnnatlas.model_info(name)
+    model = cnnatlas.create_model(name).eval()
+    x = _default_input(info)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    assert first.shape == (1, info.num_classes)
+    assert torch.isfinite(first).all()
+    assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if n not in META_ONLY])
+def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
+    torch.manual_seed(0)
+    model = cnnatlas.create_model(name, num_classes=7).train()
+    side = _small_side(model)
+    target = torch.tensor([1, 5])
+    # Stochastic depth and drop-path skip whole blocks in training, so allow a few steps for
+    # every parameter to be reached at least once.
+    for _ in range(8):
+        out = model(torch.randn(2, model.in_chans, side, side))
+        assert model.main_logits(out).shape == (2, 7)
+        loss = model.training_loss(out, target)
+        assert torch.isfinite(loss)
+        loss.backward()
+        if all(p.grad is not None for p in model.parameters() if p.requires_grad):
+            break
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"no gradient reached {missing[:5]}"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_bad_input_raises_input_error_naming_the_model(name: str) -> None:
+    with torch.device("meta"):
+        model = cnnatlas.create_model(name).eval()
+    c = model.in_chans
+    side = model.min_input_size
+    with pytest.raises(InputError, match=name):
+        model(torch.empty(c, side, side, device="meta"))  # no batch dimension
+    with pytest.raises(InputError, match="channel"):
+        model(torch.empty(1, c + 2, side, side, device="meta"))
+    if side > 1:
+        with pytest.raises(InputError, match=rf"{name} needs input .* got {side - 1}×{side - 1}: layer"):
+            model(torch.empty(1, c, side - 1, side - 1, device="meta"))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_reset_classifier_changes_the_output_width(name: str) -> None:
+    info = cnnatlas.model_info(name)
+    with torch.device("meta"):
+        model = cnnatlas.create_model(name).eval()
+    model.reset_classifier(13)
+    assert model.num_classes == 13
+    out = model(torch.empty(1, *info.input_size, device="meta"))
+    assert model.main_logits(out).shape == (1, 13)

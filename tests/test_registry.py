@@ -1,0 +1,84 @@
+"""Registry contract (DESIGN.md §3) and the `cnnatlas models` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import cnnatlas
+from cnnatlas.base import AtlasModel
+from cnnatlas.cli import main
+from cnnatlas.registry import ModelInfo, Paper, register_model
+
+_PAPER = Paper("A. Author", "A test paper", 2000, "Nowhere")
+
+
+class _Tiny(AtlasModel):
+    min_input_size = 4
+
+    def __init__(self, *, num_classes: int, in_chans: int, width: int = 3) -> None:
+        super().__init__(num_classes=num_classes, in_chans=in_chans)
+        self.conv = torch.nn.Conv2d(in_chans, width, 3)
+        self.pool = torch.nn.MaxPool2d(2)
+        self.fc = torch.nn.Linear(width, num_classes)
+
+    def forward_features(self, x):
+        return self.pool(self.conv(x)).mean((2, 3))
+
+    def forward_head(self, x):
+        return self.fc(x)
+
+
+def test_duplicate_registration_raises() -> None:
+    info = ModelInfo("tiny_dup_test", "test", _PAPER, (1, 8, 8), "none", 2)
+    register_model(info, _Tiny)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(info, _Tiny)
+
+
+def test_overrides_merge_and_unknown_options_are_input_errors() -> None:
+    register_model(ModelInfo("tiny_opts_test", "test", _PAPER, (1, 8, 8), "none", 2, defaults={"width": 5}), _Tiny)
+    model = cnnatlas.create_model("tiny_opts_test", num_classes=4, in_chans=3)
+    assert (model.conv.out_channels, model.fc.out_features, model.in_chans) == (5, 4, 3)
+    assert cnnatlas.create_model("tiny_opts_test", width=2).conv.out_channels == 2
+    with pytest.raises(cnnatlas.InputError, match="does not accept colour"):
+        cnnatlas.create_model("tiny_opts_test", colour=1)
+    with pytest.raises(cnnatlas.InputError, match="num_classes must be a positive integer"):
+        cnnatlas.create_model("tiny_opts_test", num_classes=0)
+
+
+def test_too_small_input_names_the_collapsing_layer() -> None:
+    register_model(ModelInfo("tiny_small_test", "test", _PAPER, (1, 8, 8), "none", 2), _Tiny)
+    model = cnnatlas.create_model("tiny_small_test")
+    with pytest.raises(cnnatlas.InputError, match=r"tiny_small_test needs input at least 4×4 pixels, got 3×3: layer pool \(MaxPool2d\) would collapse: it receives a 3×1×1 map"):
+        model(torch.randn(1, 1, 3, 3))
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    with pytest.raises(cnnatlas.InputError, match="did you mean"):
+        cnnatlas.create_model("tiny_opts_tst")
+
+
+def test_list_models_is_sorted_and_filtered() -> None:
+    names = cnnatlas.list_models()
+    assert names == sorted(names)
+    assert all(n.startswith("tiny_") for n in cnnatlas.list_models("tiny_*"))
+
+
+def test_models_command_json(capsys) -> None:
+    register_model(ModelInfo("tiny_cli_test", "test", _PAPER, (1, 8, 8), "none", 2), _Tiny)
+    assert main(["models", "tiny_cli*", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == "tiny_cli_test"
+    assert rows[0]["params"] == 1 * 3 * 9 + 3 + 3 * 2 + 2
+    assert rows[0]["input_size"] == [1, 8, 8]
+
+
+def test_cli_errors_are_one_line_exit_2(capsys) -> None:
+    assert main(["models", "no_such_model_*"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnatlas: error:") and err.count("\n") == 1
+    assert main(["frobnicate"]) == 2
+    assert capsys.readouterr().err.startswith("cnnatlas: error:")
