@@ -46,6 +46,14 @@ class AtlasModel(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         raise NotImplementedError
 
+    def paper_layer_names(self) -> dict[str, str]:
+        """Map module paths to the paper's layer names where they differ.
+
+        Torchvision-compatible models keep torchvision's parameter keys (``features.0``) and
+        say here that ``features.0`` is ``conv1_1``, so analyser tables read like the paper.
+        """
+        return {}
+
     def forward(self, x: Tensor) -> Any:
         self.check_input(x)
         return self.forward_head(self.forward_features(x))
