@@ -21,7 +21,8 @@ from cnnatlas.errors import CnnAtlasError
 COMMAND_MODULES = (
     "cnnatlas.cli",  # models
     "cnnatlas.analysis.commands",  # summary, compare
-    "cnnatlas.train.commands",  # train, evaluate, predict, recipes
+    "cnnatlas.train.commands",  # train, recipes
+    "cnnatlas.train.eval_commands",  # evaluate, predict
 )
 
 

@@ -1,4 +1,4 @@
-"""`cnnatlas summary` and `cnnatlas compare` (being written)."""
+"""`cnnatlas train` and `cnnatlas recipes` (being written)."""
 
 
 def add_commands(sub) -> None:  # noqa: ANN001
