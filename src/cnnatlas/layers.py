@@ -28,3 +28,22 @@ class LocalResponseNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k} (paper form)"
+
+
+def paper_names_by_prefix(model: nn.Module, prefixes: dict[str, str]) -> dict[str, str]:
+    """Expand a few module-path → paper-name pairs to every module below them.
+
+    Torchvision-compatible models keep torchvision's module paths (``features.3``); given
+    ``{"features.3": "fire2"}`` this returns ``features.3 → fire2`` and also
+    ``features.3.squeeze → fire2.squeeze`` and so on, the longest matching prefix winning,
+    which is what :meth:`AtlasModel.paper_layer_names` should return.
+    """
+    names: dict[str, str] = {}
+    for path, _ in model.named_modules():
+        parts = path.split(".") if path else []
+        for cut in range(len(parts), 0, -1):
+            head = ".".join(parts[:cut])
+            if head in prefixes:
+                names[path] = ".".join([prefixes[head], *parts[cut:]])
+                break
+    return names

@@ -1,1 +1,454 @@
-"""googlenet family (being written)."""
+"""GoogLeNet: Szegedy et al., "Going Deeper with Convolutions", CVPR 2015 (arXiv:1409.4842).
+
+Two variants from one set of blocks:
+
+* ``googlenet`` — the network of the paper's Table 1 and Figure 3, with the details of the
+  authors' released Caffe model (BVLC ``bvlc_googlenet``): ReLU after every convolution, LRN
+  after pool1 and after conv2, ceil-mode 3×3/2 max pools between stages (so 224 gives 7×7 at
+  inception 5b), a *real* 5×5 convolution in every inception module's 5×5 branch, 7×7 average
+  pooling, dropout 0.4, and the two auxiliary classifiers of §5 on inception 4a and 4d.
+* ``googlenet_bn`` — state-dict compatible with torchvision's ``googlenet``: batch norm in every
+  convolution unit, no LRN, a 2×2/2 max pool before 5a, dropout 0.2, and — a known torchvision
+  bug kept for weight compatibility (pytorch/vision#906) — a 3×3 convolution in the "5×5" branch.
+
+The inception module, the convolution unit and the auxiliary head are each written once and
+parameterised; the two variants differ only in the data of :data:`LAYOUTS`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnatlas.base import AtlasModel
+from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """What ``forward`` returns in training mode when the auxiliary heads are on (torchvision's
+    field names and order)."""
+
+    logits: Tensor
+    aux_logits2: Tensor
+    aux_logits1: Tensor
+
+
+# -- blocks ------------------------------------------------------------------------------------
+class ConvUnit(nn.Module):
+    """Convolution → (batch norm) → ReLU.
+
+    With ``batch_norm`` this is torchvision's ``BasicConv2d`` (no conv bias, BN eps 0.001 —
+    the TensorFlow default its weights were converted with); without, the paper's plain
+    convolution with bias.
+    """
+
+    def __init__(
+        self, in_chans: int, out_chans: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+        batch_norm: bool,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, out_chans, kernel_size, stride=stride, padding=padding, bias=not batch_norm)
+        if batch_norm:
+            self.bn = nn.BatchNorm2d(out_chans, eps=0.001)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if hasattr(self, "bn"):
+            x = self.bn(x)
+        return self.relu(x)
+
+
+@dataclass(frozen=True)
+class InceptionWidths:
+    """One row of Table 1: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj."""
+
+    ch1x1: int
+    ch3x3_reduce: int
+    ch3x3: int
+    ch5x5_reduce: int
+    ch5x5: int
+    pool_proj: int
+
+    @property
+    def out_chans(self) -> int:
+        return self.ch1x1 + self.ch3x3 + self.ch5x5 + self.pool_proj
+
+
+class Inception(nn.Module):
+    """The inception module with dimension reductions (Figure 2b).
+
+    ``kernel_5x5`` is the kernel of the "5×5" branch: 5 as published, 3 in torchvision's
+    ``googlenet`` (its documented bug). Branch names are torchvision's, so weights interchange.
+    """
+
+    def __init__(self, in_chans: int, widths: InceptionWidths, *, batch_norm: bool, kernel_5x5: int = 5) -> None:
+        super().__init__()
+        w = widths
+        self.branch1 = ConvUnit(in_chans, w.ch1x1, 1, batch_norm=batch_norm)
+        self.branch2 = nn.Sequential(
+            ConvUnit(in_chans, w.ch3x3_reduce, 1, batch_norm=batch_norm),
+            ConvUnit(w.ch3x3_reduce, w.ch3x3, 3, padding=1, batch_norm=batch_norm),
+        )
+        self.branch3 = nn.Sequential(
+            ConvUnit(in_chans, w.ch5x5_reduce, 1, batch_norm=batch_norm),
+            ConvUnit(w.ch5x5_reduce, w.ch5x5, kernel_5x5, padding=kernel_5x5 // 2, batch_norm=batch_norm),
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),
+            ConvUnit(in_chans, w.pool_proj, 1, batch_norm=batch_norm),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class AuxPool(nn.Module):
+    """The auxiliary heads' 5×5/3 average pool (§5), which maps the 14×14 maps of 4a/4d at
+    224×224 input to the 4×4 maps the head's FC layer (2048 = 128·4·4 inputs) needs.
+
+    At other input sizes the 5×5/3 pool does not give 4×4, so an adaptive average pool finishes
+    the job (on maps smaller than 5×5 it does all of it). At 224×224 the result is exactly the
+    paper's pool.
+    """
+
+    def __init__(self, kernel_size: int = 5, stride: int = 3, out_size: int = 4) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.out_size = kernel_size, stride, out_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        if min(x.shape[-2:]) >= self.kernel_size:
+            x = F.avg_pool2d(x, self.kernel_size, self.stride, ceil_mode=True)
+        if tuple(x.shape[-2:]) != (self.out_size, self.out_size):
+            x = F.adaptive_avg_pool2d(x, self.out_size)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, then adaptive to {self.out_size}×{self.out_size}"
+
+
+class InceptionAux(nn.Module):
+    """Auxiliary classifier (§5): average pool → 1×1 conv 128 + ReLU → FC 1024 + ReLU →
+    dropout 0.7 → FC classes. Attribute names are torchvision's."""
+
+    def __init__(self, in_chans: int, num_classes: int, *, pool: nn.Module, batch_norm: bool, dropout: float = 0.7) -> None:
+        super().__init__()
+        self.pool = pool
+        self.conv = ConvUnit(in_chans, 128, 1, batch_norm=batch_norm)
+        self.fc1 = nn.Linear(128 * 4 * 4, 1024)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.flatten(self.conv(self.pool(x)), 1)
+        return self.fc2(self.dropout(self.relu(self.fc1(x))))
+
+
+# -- the network's data ------------------------------------------------------------------------
+# Table 1: the nine inception modules (the "pool" rows are the max pools between stages).
+INCEPTION_TABLE: list[tuple[str, InceptionWidths | None]] = [
+    ("inception_3a", InceptionWidths(64, 96, 128, 16, 32, 32)),
+    ("inception_3b", InceptionWidths(128, 128, 192, 32, 96, 64)),
+    ("pool3", None),
+    ("inception_4a", InceptionWidths(192, 96, 208, 16, 48, 64)),
+    ("inception_4b", InceptionWidths(160, 112, 224, 24, 64, 64)),
+    ("inception_4c", InceptionWidths(128, 128, 256, 24, 64, 64)),
+    ("inception_4d", InceptionWidths(112, 144, 288, 32, 64, 64)),
+    ("inception_4e", InceptionWidths(256, 160, 320, 32, 128, 128)),
+    ("pool4", None),
+    ("inception_5a", InceptionWidths(256, 160, 320, 32, 128, 128)),
+    ("inception_5b", InceptionWidths(384, 192, 384, 48, 128, 128)),
+]
+AUX_TAPS = {"inception_4a": "aux1", "inception_4d": "aux2"}  # §5: on the outputs of 4a and 4d
+
+# Paper role → torchvision attribute name (roles missing here have no torchvision counterpart).
+_TORCHVISION_NAMES = {
+    "conv1": "conv1", "pool1": "maxpool1", "conv2_reduce": "conv2", "conv2": "conv3", "pool2": "maxpool2",
+    "pool3": "maxpool3", "pool4": "maxpool4", "pool5": "avgpool", "dropout": "dropout", "fc": "fc",
+    "aux1": "aux1", "aux2": "aux2",
+    **{name: name.replace("_", "") for name, _ in INCEPTION_TABLE if name.startswith("inception")},
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What distinguishes the two variants."""
+
+    batch_norm: bool
+    lrn: bool  # LRN after pool1 and conv2 (paper) or none (torchvision)
+    kernel_5x5: int
+    pool4_kernel: int  # 3 (paper, Caffe) or 2 (torchvision)
+    dropout: float
+    torchvision_names: bool
+    # Smallest square input that runs (tests hold it against smallest_working_input): every
+    # ceil-mode 3×3/2 pool needs ≥ 2 pixels. Paper: pool4 ≥ 2 ← pool3 ≥ 4 ← pool2 ≥ 8 ← pool1 ≥ 16
+    # ← conv1 (7×7/2, pad 3) input ≥ 31. torchvision's 2×2 pool4 runs on 1 pixel, so 15.
+    min_input_size: int
+
+
+LAYOUTS = {
+    "paper": Layout(batch_norm=False, lrn=True, kernel_5x5=5, pool4_kernel=3, dropout=0.4, torchvision_names=False,
+                    min_input_size=31),
+    "torchvision": Layout(batch_norm=True, lrn=False, kernel_5x5=3, pool4_kernel=2, dropout=0.2, torchvision_names=True,
+                          min_input_size=15),
+}
+
+# Display names of the modules inside an inception module / conv unit / aux head (Caffe's).
+_BRANCH_NAMES = {
+    "branch1": "1x1", "branch2.0": "3x3_reduce", "branch2.1": "3x3", "branch3.0": "5x5_reduce",
+    "branch3.1": "5x5", "branch4.0": "pool", "branch4.1": "pool_proj",
+}
+
+
+# -- main class --------------------------------------------------------------------------------
+class GoogLeNet(AtlasModel):
+    """GoogLeNet (Inception v1) in either layout.
+
+    Modules are stored in forward order under the layout's names (the paper's ``inception_3a``
+    or torchvision's ``inception3a``); :meth:`paper_layer_names` maps every module path to the
+    paper/Caffe name. In training mode with ``aux_logits`` the forward pass returns
+    :class:`GoogLeNetOutputs` (logits, aux2, aux1); in eval mode the auxiliary heads are not run
+    and only the logits come back.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        aux_logits: bool = True,
+        transform_input: bool = False,
+        dropout: float | None = None,
+        aux_dropout: float = 0.7,
+    ) -> None:
+        super().__init__(num_classes=num_classes, in_chans=in_chans)
+        self.layout = layout
+        self.min_input_size = layout.min_input_size
+        self.aux_logits = aux_logits
+        self.transform_input = transform_input
+        bn = layout.batch_norm
+        self._roles: dict[str, str] = {}  # attribute name → paper role
+        self._sequence: list[str] = []  # attribute names in forward order (features)
+
+        def add(role: str, module: nn.Module, in_features: bool = True) -> None:
+            name = _TORCHVISION_NAMES[role] if layout.torchvision_names else role
+            self.add_module(name, module)
+            self._roles[name] = role
+            if in_features:
+                self._sequence.append(name)
+
+        # Stem (Table 1 rows 1–3; Figure 3): conv 7×7/2, max pool, LRN, 1×1 reduce, 3×3, LRN, pool.
+        add("conv1", ConvUnit(in_chans, 64, 7, stride=2, padding=3, batch_norm=bn))
+        add("pool1", nn.MaxPool2d(3, stride=2, ceil_mode=True))
+        if layout.lrn:
+            # The paper gives no LRN parameters; BVLC's Caffe model uses local_size 5,
+            # alpha 1e-4, beta 0.75, k 1 with Caffe's α/n convention — our paper-form layer
+            # computes the same function with α = 1e-4/5.
+            add("norm1", LocalResponseNorm(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0))
+        add("conv2_reduce", ConvUnit(64, 64, 1, batch_norm=bn))
+        add("conv2", ConvUnit(64, 192, 3, padding=1, batch_norm=bn))
+        if layout.lrn:
+            add("norm2", LocalResponseNorm(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0))
+        add("pool2", nn.MaxPool2d(3, stride=2, ceil_mode=True))
+
+        chans, aux_in = 192, {}
+        for role, widths in INCEPTION_TABLE:
+            if widths is None:
+                kernel = layout.pool4_kernel if role == "pool4" else 3
+                add(role, nn.MaxPool2d(kernel, stride=2, ceil_mode=True))
+                continue
+            add(role, Inception(chans, widths, batch_norm=bn, kernel_5x5=layout.kernel_5x5))
+            chans = widths.out_chans
+            if role in AUX_TAPS:
+                aux_in[AUX_TAPS[role]] = chans
+
+        if aux_logits:
+            for role in ("aux1", "aux2"):
+                pool = nn.AdaptiveAvgPool2d((4, 4)) if layout.torchvision_names else AuxPool()
+                add(role, InceptionAux(aux_in[role], num_classes, pool=pool, batch_norm=bn, dropout=aux_dropout),
+                    in_features=False)
+        # Head: the paper's 7×7/1 average pool covers the whole 7×7 map at 224; adaptive pooling
+        # is identical there and keeps other input sizes working.
+        add("pool5", nn.AdaptiveAvgPool2d((1, 1)), in_features=False)
+        add("dropout", nn.Dropout(p=layout.dropout if dropout is None else dropout), in_features=False)
+        add("fc", nn.Linear(chans, num_classes), in_features=False)
+        self._init_weights()
+
+    def _module(self, role: str) -> nn.Module:
+        return getattr(self, _TORCHVISION_NAMES[role] if self.layout.torchvision_names else role)
+
+    def _init_weights(self) -> None:
+        if self.layout.torchvision_names:
+            # torchvision's scheme: truncated N(0, 0.01²) weights; BN γ=1, β=0; biases default.
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+            return
+        # The paper states none; BVLC's bvlc_googlenet uses Caffe's "xavier" filler
+        # (U(±√(3/fan_in))) with constant 0.2 biases on hidden layers and 0 on the classifiers.
+        classifiers = {id(self.fc)} | {id(m.fc2) for m in self.modules() if isinstance(m, InceptionAux)}
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                bound = math.sqrt(3.0 / fan_in)
+                nn.init.uniform_(m.weight, -bound, bound)
+                nn.init.constant_(m.bias, 0.0 if id(m) in classifiers else 0.2)
+
+    # -- forward ---------------------------------------------------------------------------
+    def _transform(self, x: Tensor) -> Tensor:
+        # torchvision's option for its ported weights (trained on [-1, 1] inputs): re-normalise
+        # ImageNet-normalised input.
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        return torch.cat([x[:, c : c + 1] * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 for c in range(3)], 1)
+
+    def _run_features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.transform_input:
+            x = self._transform(x)
+        aux: dict[str, Tensor] = {}
+        for name in self._sequence:
+            x = getattr(self, name)(x)
+            role = self._roles[name]
+            if with_aux and role in AUX_TAPS:
+                aux[AUX_TAPS[role]] = self._module(AUX_TAPS[role])(x)
+        return x, aux
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self._run_features(x, with_aux=False)[0]
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        x = torch.flatten(self._module("pool5")(x), 1)
+        return self._module("fc")(self._module("dropout")(x))
+
+    def forward(self, x: Tensor) -> Any:
+        self.check_input(x)
+        with_aux = self.training and self.aux_logits
+        features, aux = self._run_features(x, with_aux)
+        logits = self.forward_head(features)
+        if with_aux:
+            return GoogLeNetOutputs(logits, aux["aux2"], aux["aux1"])
+        return logits
+
+    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """§5: "the loss of the auxiliary classifiers was weighted by 0.3" and added to the main
+        loss during training."""
+        if isinstance(output, Tensor):
+            return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+        main, aux2, aux1 = output
+        losses = [F.cross_entropy(o, target, label_smoothing=label_smoothing) for o in (main, aux1, aux2)]
+        return losses[0] + 0.3 * (losses[1] + losses[2])
+
+    def reset_classifier(self, num_classes: int) -> None:
+        fc = self._module("fc")
+        setattr(self, _TORCHVISION_NAMES["fc"] if self.layout.torchvision_names else "fc",
+                nn.Linear(fc.in_features, num_classes))
+        if self.aux_logits:
+            for role in ("aux1", "aux2"):
+                head = self._module(role)
+                head.fc2 = nn.Linear(head.fc2.in_features, num_classes)
+        self.num_classes = num_classes
+
+    def paper_layer_names(self) -> dict[str, str]:
+        """Every module path → the paper/Caffe name: ``inception3a`` → ``inception_3a``,
+        ``inception3a.branch3.1.conv`` → ``inception_3a/5x5``, ``conv3.conv`` → ``conv2``."""
+        names: dict[str, str] = {}
+        for path, module in self.named_modules():
+            if not path:
+                continue
+            top, _, rest = path.partition(".")
+            parts = [self._roles.get(top, top)]
+            if rest:
+                for inner, caffe in _BRANCH_NAMES.items():
+                    if rest == inner or rest.startswith(inner + "."):
+                        rest = caffe + rest[len(inner):]
+                        break
+                parts += rest.split(".")
+            # A conv unit's convolution is the layer the paper names; its BN/ReLU are sub-layers.
+            if isinstance(module, nn.Conv2d) and len(parts) > 1 and parts[-1] == "conv":
+                parts.pop()
+            display = "/".join(parts)
+            if display != path:
+                names[path] = display
+        return names
+
+
+# -- builder -----------------------------------------------------------------------------------
+def _build(
+    *,
+    num_classes: int,
+    in_chans: int,
+    layout: str,
+    aux_logits: bool,
+    transform_input: bool = False,
+    dropout: float | None = None,
+) -> GoogLeNet:
+    return GoogLeNet(
+        LAYOUTS[layout],
+        num_classes=num_classes,
+        in_chans=in_chans,
+        aux_logits=aux_logits,
+        transform_input=transform_input,
+        dropout=dropout,
+    )
+
+
+# -- registered variants -----------------------------------------------------------------------
+PAPER = Paper(
+    authors="C. Szegedy, W. Liu, Y. Jia, P. Sermanet, S. Reed, D. Anguelov, D. Erhan, V. Vanhoucke, A. Rabinovich",
+    title="Going Deeper with Convolutions",
+    year=2014,
+    venue="CVPR 2015, arXiv:1409.4842",
+    url="https://arxiv.org/abs/1409.4842",
+)
+
+VARIANTS = [
+    dict(
+        name="googlenet",
+        layout="paper",
+        aux_logits=True,
+        torchvision_name=None,
+        description="GoogLeNet as published: LRN stem, 9 inception modules with real 5×5 branches, 2 aux heads",
+        results=(
+            # Table 3 (performance break-down on the ILSVRC 2014 validation set), one model.
+            PublishedResult("ImageNet-1k", "top-5 error", 10.07, "Table 3, 1 model, 1 crop, val"),
+            PublishedResult("ImageNet-1k", "top-5 error", 9.15, "Table 3, 1 model, 10 crops, val"),
+            PublishedResult("ImageNet-1k", "top-5 error", 7.89, "Table 3, 1 model, 144 crops, val"),
+        ),
+    ),
+    dict(
+        name="googlenet_bn",
+        layout="torchvision",
+        aux_logits=False,
+        torchvision_name="googlenet",
+        description="torchvision's GoogLeNet: BN conv units, 3×3 in the '5×5' branch, optional aux heads",
+        results=(),
+    ),
+]
+
+for _v in VARIANTS:
+    register_model(
+        ModelInfo(
+            name=_v["name"],
+            family="googlenet",
+            paper=PAPER,
+            input_size=(3, 224, 224),
+            dataset="ImageNet-1k",
+            num_classes=1000,
+            description=_v["description"],
+            results=_v["results"],
+            torchvision_name=_v["torchvision_name"],
+            default_recipe="googlenet",
+            defaults={"layout": _v["layout"], "aux_logits": _v["aux_logits"]},
+        ),
+        _build,
+    )

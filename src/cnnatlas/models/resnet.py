@@ -1,1 +1,672 @@
-"""resnet family (being written)."""
+"""The residual family: ResNet and its plain twins, pre-activation ResNet, Wide ResNet, ResNeXt
+and stochastic depth — one residual skeleton, every variant a row of one table.
+
+Papers:
+
+- He, Zhang, Ren, Sun 2015, "Deep Residual Learning for Image Recognition" (CVPR 2016,
+  arXiv:1512.03385): ImageNet ResNets of Table 1, shortcut options A/B/C of Table 3, plain
+  nets of Fig. 3, CIFAR ResNets and plain nets of §4.2 / Fig. 6 / Table 6.
+- He, Zhang, Ren, Sun 2016, "Identity Mappings in Deep Residual Networks" (ECCV 2016,
+  arXiv:1603.05027): pre-activation (BN → ReLU → conv) with clean identity paths.
+- Zagoruyko, Komodakis 2016, "Wide Residual Networks" (BMVC 2016, arXiv:1605.07146).
+- Xie, Girshick, Dollár, Tu, He 2017, "Aggregated Residual Transformations for Deep Neural
+  Networks" (CVPR 2017, arXiv:1611.05431): ResNeXt, its grouped 3×3 as one grouped conv.
+- Huang, Sun, Liu, Sedra, Weinberger 2016, "Deep Networks with Stochastic Depth" (ECCV 2016,
+  arXiv:1603.09382): every variant takes ``drop_path_rate`` = 1 − p_L.
+
+One block class, :class:`ResidualBlock`, covers the basic, bottleneck, pre-activation, wide and
+grouped-bottleneck blocks: a residual branch described by a list of :class:`ConvSpec` rows, a
+shortcut (identity, option A zero-pad + subsample, or 1×1 projection, or none for the plain
+nets), post- or pre-activation ordering, optional dropout before the last convolution (WRN),
+and optional stochastic depth. Parameter keys follow torchvision (``conv1``, ``bn1``,
+``layer1.0.conv2``, ``layer1.0.downsample.0``, ``fc``) so torchvision's state dicts load into
+the ImageNet ResNet, Wide ResNet and ResNeXt variants unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnatlas.base import AtlasModel
+from cnnatlas.errors import InputError
+from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+
+SHORTCUTS = ("A", "B", "C", "none")
+
+# ----------------------------------------------------------------------------------------
+# Blocks
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution of a residual branch: square ``kernel``, ``out`` channels."""
+
+    kernel: int
+    out: int
+    stride: int = 1
+    groups: int = 1
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A of He et al. 2015 (§3.3, Table 3): identity with the extra channels zero-padded
+    and the map subsampled by ``stride``; it adds no parameters.
+
+    The zeros are appended after the input channels, as the authors' Torch code
+    (fb.resnet.torch ``shortcutType A``: ``Concat(Identity, MulConstant(0))`` after a 1×1
+    stride-s average pool, i.e. plain subsampling) does.
+    """
+
+    def __init__(self, in_chans: int, out_chans: int, stride: int) -> None:
+        super().__init__()
+        if out_chans < in_chans:
+            raise InputError(f"option-A shortcut cannot shrink {in_chans} to {out_chans} channels")
+        self.in_chans, self.out_chans, self.stride = in_chans, out_chans, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.out_chans - self.in_chans))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_chans}->{self.out_chans}, stride={self.stride} (zero-pad, no parameters)"
+
+
+class ResidualBlock(nn.Module):
+    """The one residual skeleton: ``out = act(scale · branch(x) + shortcut(x))``.
+
+    ``convs`` lists the branch's convolutions (basic: two 3×3; bottleneck: 1×1, 3×3, 1×1;
+    ResNeXt: the 3×3 with ``groups``). Post-activation (He 2015) orders each as conv → BN →
+    ReLU, the last ReLU after the addition; pre-activation (He 2016) orders BN → ReLU → conv
+    and adds nothing after the sum, so the identity path stays clean.
+
+    ``shortcut``: "A" zero-pad + subsample where dimensions change, "B" 1×1 projection where
+    they change (torchvision's), "C" projection everywhere, "none" the plain net (no sum).
+    In pre-activation blocks a projection sees the pre-activated input (as in the authors'
+    code and in WRN) and has no BN of its own; identity and option-A paths see raw ``x``.
+
+    ``preact_input=False`` drops the leading BN-ReLU of a pre-activation block whose input was
+    just normalised and activated by the stem (the authors' ImageNet pre-act net, "no_preact").
+
+    Stochastic depth (Huang et al. 2016): with ``survival`` = p_l < 1 the branch runs with
+    probability p_l per mini-batch in training (one draw for the whole batch, as in the paper;
+    the shortcut, identity or projection, always runs) and, at test time, always runs with its
+    output scaled by p_l (eq. 5 of the paper).
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        convs: Sequence[ConvSpec],
+        *,
+        preact: bool = False,
+        preact_input: bool = True,
+        shortcut: str = "B",
+        survival: float = 1.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise InputError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
+        if not 0.0 < survival <= 1.0:
+            raise InputError(f"survival probability must be in (0, 1], got {survival}")
+        self.in_chans, self.out_chans = in_chans, convs[-1].out
+        self.stride = 1
+        for spec in convs:
+            self.stride *= spec.stride
+        self.preact = preact
+        self.num_convs = len(convs)
+        self.survival = float(survival)
+
+        # Build the branch as named modules and remember the order in which they run. The
+        # names are torchvision's (conv_i, bn_i); ``_lead`` is the pre-activation that the
+        # branch and a projection shortcut share, ``_branch`` the rest.
+        lead: list[str] = []
+        branch: list[str] = []
+        chans = in_chans
+        last = len(convs)
+        for i, spec in enumerate(convs, start=1):
+            conv = nn.Conv2d(chans, spec.out, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups, bias=False)
+            if preact:
+                if i > 1 or preact_input:
+                    self.add_module(f"bn{i}", nn.BatchNorm2d(chans))
+                    self.add_module(f"relu{i}", nn.ReLU(inplace=True))
+                    (lead if i == 1 else branch).extend([f"bn{i}", f"relu{i}"])
+                if i == last and dropout > 0:
+                    self.dropout = nn.Dropout(dropout)
+                    branch.append("dropout")
+                self.add_module(f"conv{i}", conv)
+                branch.append(f"conv{i}")
+            else:
+                if i == last and dropout > 0:
+                    self.dropout = nn.Dropout(dropout)
+                    branch.append("dropout")
+                self.add_module(f"conv{i}", conv)
+                self.add_module(f"bn{i}", nn.BatchNorm2d(spec.out))
+                branch.extend([f"conv{i}", f"bn{i}"])
+                if i < last:
+                    self.add_module(f"relu{i}", nn.ReLU(inplace=True))
+                    branch.append(f"relu{i}")
+            chans = spec.out
+        self._lead = tuple(lead)
+        self._branch = tuple(branch)
+
+        changes_shape = self.stride != 1 or in_chans != self.out_chans
+        self.has_shortcut = shortcut != "none"
+        self.shortcut_on_preact = False
+        if shortcut == "C" or (shortcut == "B" and changes_shape):
+            layers: list[nn.Module] = [nn.Conv2d(in_chans, self.out_chans, 1, self.stride, bias=False)]
+            if not preact:
+                layers.append(nn.BatchNorm2d(self.out_chans))
+            self.downsample: nn.Module | None = nn.Sequential(*layers)
+            self.shortcut_on_preact = preact
+        elif shortcut == "A" and changes_shape:
+            self.downsample = ZeroPadShortcut(in_chans, self.out_chans, self.stride)
+        else:
+            self.downsample = None
+        # Post-activation nets apply ReLU after the sum; pre-activation nets do not.
+        self.relu = None if preact else nn.ReLU(inplace=True)
+
+    def residual(self, x: Tensor) -> Tensor:
+        """The branch alone, from the block's raw input (used by tests and the analyser)."""
+        for name in self._lead + self._branch:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        act = x
+        for name in self._lead:
+            act = getattr(self, name)(act)
+        if not self.has_shortcut:  # plain net: no sum, no stochastic depth
+            out = act
+            for name in self._branch:
+                out = getattr(self, name)(out)
+            return self.relu(out) if self.relu is not None else out
+        if self.downsample is None:
+            identity = x
+        else:
+            identity = self.downsample(act if self.shortcut_on_preact else x)
+        if self.survival < 1.0:
+            if self.training:
+                # One draw per mini-batch (paper §3); a CPU draw works for meta models too.
+                if float(torch.rand((), device="cpu")) >= self.survival:
+                    # Branch dropped: H_l = ReLU(id(H_{l-1})) (paper eq. 3); out of place so
+                    # the block's input, possibly saved for backward, is never modified.
+                    return torch.relu(identity) if self.relu is not None else identity
+        out = act
+        for name in self._branch:
+            out = getattr(self, name)(out)
+        if self.survival < 1.0 and not self.training:
+            out = out * self.survival  # test-time expected value, paper eq. 5
+        out = out + identity
+        return self.relu(out) if self.relu is not None else out
+
+    def extra_repr(self) -> str:
+        return f"survival={self.survival:g}" if self.survival < 1.0 else ""
+
+
+def basic_convs(planes: int, stride: int) -> list[ConvSpec]:
+    """Two 3×3 convolutions of ``planes`` channels (He 2015 Fig. 5 left; WRN's B(3,3))."""
+    return [ConvSpec(3, planes, stride), ConvSpec(3, planes)]
+
+
+def bottleneck_convs(
+    planes: int, stride: int, *, groups: int = 1, width_per_group: int = 64, stride_on_1x1: bool = False
+) -> list[ConvSpec]:
+    """1×1 reduce → 3×3 (grouped for ResNeXt) → 1×1 expand to 4·planes (He 2015 Fig. 5 right).
+
+    The inner width is torchvision's ``int(planes · width_per_group / 64) · groups``: plain
+    bottleneck for 64/1, Wide ResNet-50-2 for 128/1, ResNeXt 32×4d for 4/32. The stride sits on
+    the 3×3 ("ResNet v1.5", torchvision) unless ``stride_on_1x1`` (the paper's placement).
+    """
+    width = int(planes * width_per_group / 64) * groups
+    first, middle = (stride, 1) if stride_on_1x1 else (1, stride)
+    return [ConvSpec(1, width, first), ConvSpec(3, width, middle, groups), ConvSpec(1, planes * 4)]
+
+
+def survival_probabilities(num_blocks: int, drop_path_rate: float) -> list[float]:
+    """Linear decay of Huang et al. 2016 eq. 4: p_l = 1 − l/L · (1 − p_L), l = 1 … L,
+    with ``drop_path_rate`` = 1 − p_L (the last block's drop probability)."""
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise InputError(f"drop_path_rate (1 − p_L) must be in [0, 1), got {drop_path_rate}")
+    return [1.0 - l / num_blocks * drop_path_rate for l in range(1, num_blocks + 1)]
+
+
+@contextlib.contextmanager
+def count_executed_blocks(model: nn.Module) -> Iterator[dict[str, int]]:
+    """Count, per block path, how often each residual branch ran inside the ``with`` body.
+
+    Hooks the first convolution of every branch (it runs iff the branch runs), so the hot path
+    carries no counters; the hooks are removed on exit.
+    """
+    counts: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, ResidualBlock):
+            counts[name] = 0
+
+            def hook(*_: Any, key: str = name) -> None:
+                counts[key] += 1
+
+            handles.append(module.conv1.register_forward_hook(hook))
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+# ----------------------------------------------------------------------------------------
+# Main class
+# ----------------------------------------------------------------------------------------
+
+
+class ResNet(AtlasModel):
+    """A residual (or plain) network: stem → stages of :class:`ResidualBlock` → pool → fc.
+
+    ``stem="imagenet"``: 7×7/2 conv, BN, ReLU, 3×3/2 max pool (Table 1 "conv1", "pool1").
+    ``stem="cifar"``: one 3×3 conv of ``stem_width`` (§4.2), followed by BN-ReLU in
+    post-activation nets; pre-activation CIFAR nets start their first block with BN-ReLU
+    instead, as in the authors' and WRN's code.
+    Stages: ``depths[i]`` blocks of ``widths[i]`` planes, the first of each stage after the
+    first with stride 2. Pre-activation nets end with BN-ReLU before pooling (He 2016 §3.2).
+    The head is global average pooling and one linear layer, as in every paper here (adaptive,
+    so any input side works, as in torchvision).
+    """
+
+    def __init__(
+        self,
+        *,
+        block: str,
+        depths: Sequence[int],
+        widths: Sequence[int],
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        stem: str = "imagenet",
+        stem_width: int = 64,
+        preact: bool = False,
+        shortcut: str = "B",
+        groups: int = 1,
+        width_per_group: int = 64,
+        stride_on_1x1: bool = False,
+        drop_path_rate: float = 0.0,
+        dropout: float = 0.0,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__(num_classes=num_classes, in_chans=in_chans)
+        if block not in ("basic", "bottleneck"):
+            raise InputError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+        if stem not in ("imagenet", "cifar"):
+            raise InputError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+        if block == "basic" and (groups != 1 or width_per_group != 64):
+            raise InputError("basic blocks take no groups/width_per_group (use block='bottleneck')")
+        if shortcut not in SHORTCUTS:
+            raise InputError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
+        if shortcut == "none" and drop_path_rate > 0:
+            raise InputError("stochastic depth needs shortcuts: a plain net cannot drop a block")
+        self.block, self.preact, self.shortcut = block, preact, shortcut
+        self.drop_path_rate = drop_path_rate
+
+        self.conv1 = nn.Conv2d(
+            in_chans, stem_width, *((7, 2, 3) if stem == "imagenet" else (3, 1, 1)), bias=False
+        )
+        stem_names = ["conv1"]
+        stem_activates = stem == "imagenet" or not preact
+        if stem_activates:
+            self.bn1 = nn.BatchNorm2d(stem_width)
+            self.relu = nn.ReLU(inplace=True)
+            stem_names += ["bn1", "relu"]
+        if stem == "imagenet":
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            stem_names.append("maxpool")
+        self._stem = tuple(stem_names)
+
+        survivals = iter(survival_probabilities(sum(depths), drop_path_rate))
+        chans = stem_width
+        self._stages: list[str] = []
+        for index, (depth, planes) in enumerate(zip(depths, widths)):
+            blocks = []
+            for j in range(depth):
+                stride = 2 if (index > 0 and j == 0) else 1
+                if block == "basic":
+                    convs = basic_convs(planes, stride)
+                else:
+                    convs = bottleneck_convs(
+                        planes, stride, groups=groups, width_per_group=width_per_group, stride_on_1x1=stride_on_1x1
+                    )
+                blocks.append(
+                    ResidualBlock(
+                        chans,
+                        convs,
+                        preact=preact,
+                        # the stem's BN-ReLU already activated the very first block's input
+                        preact_input=not (preact and stem_activates and index == 0 and j == 0),
+                        shortcut=shortcut,
+                        survival=next(survivals),
+                        dropout=dropout,
+                    )
+                )
+                chans = convs[-1].out
+            name = f"layer{index + 1}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self._stages.append(name)
+        if preact:
+            self.bn_final = nn.BatchNorm2d(chans)
+            self.relu_final = nn.ReLU(inplace=True)
+            self._stages += ["bn_final", "relu_final"]
+        self._features = self._stem + tuple(self._stages)
+        self.num_features = chans
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(chans, num_classes)
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # torchvision's scheme (He et al. 2015 init, [13] of the ResNet paper): Kaiming normal
+        # (fan_out) convolutions, BN γ=1 β=0, PyTorch's default init for the fc layer.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.constant_(module.weight, 1)
+                nn.init.constant_(module.bias, 0)
+        if zero_init_residual:  # Goyal et al. 2017: each block starts as the identity
+            for module in self.modules():
+                if isinstance(module, ResidualBlock) and not module.preact:
+                    nn.init.constant_(getattr(module, f"bn{module.num_convs}").weight, 0)
+
+    # -- the interface -------------------------------------------------------------------
+    def forward_features(self, x: Tensor) -> Tensor:
+        for name in self._features:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        weight = self.fc.weight
+        self.fc = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
+        self.num_classes = num_classes
+
+    def blocks(self) -> list[ResidualBlock]:
+        """Every residual block in network order (l = 1 … L of stochastic depth)."""
+        return [m for m in self.modules() if isinstance(m, ResidualBlock)]
+
+    def paper_layer_names(self) -> dict[str, str]:
+        # He 2015 Table 1 names the stem conv1/pool1 and the stages conv2_x … conv5_x; the CIFAR
+        # nets (§4.2) follow the same scheme, conv2_x … conv4_x for their three stages.
+        names = {"conv1": "conv1", "avgpool": "avg_pool", "fc": "fc"}
+        if "maxpool" in self._stem:
+            names["maxpool"] = "pool1"
+        for index, stage in enumerate(s for s in self._stages if s.startswith("layer")):
+            names[stage] = f"conv{index + 2}_x"
+            for j in range(len(getattr(self, stage))):
+                names[f"{stage}.{j}"] = f"conv{index + 2}_{j + 1}"
+        return names
+
+
+# ----------------------------------------------------------------------------------------
+# Builder
+# ----------------------------------------------------------------------------------------
+
+
+def _build(
+    *,
+    num_classes: int,
+    in_chans: int,
+    block: str,
+    depths: Sequence[int],
+    widths: Sequence[int],
+    stem: str = "imagenet",
+    stem_width: int = 64,
+    preact: bool = False,
+    shortcut: str = "B",
+    groups: int = 1,
+    width_per_group: int = 64,
+    stride_on_1x1: bool = False,
+    drop_path_rate: float = 0.0,
+    dropout: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    return ResNet(
+        block=block,
+        depths=tuple(depths),
+        widths=tuple(widths),
+        num_classes=num_classes,
+        in_chans=in_chans,
+        stem=stem,
+        stem_width=stem_width,
+        preact=preact,
+        shortcut=shortcut,
+        groups=groups,
+        width_per_group=width_per_group,
+        stride_on_1x1=stride_on_1x1,
+        drop_path_rate=drop_path_rate,
+        dropout=dropout,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Registered variants: ONE table
+# ----------------------------------------------------------------------------------------
+
+_RESNET = Paper(
+    "K. He, X. Zhang, S. Ren, J. Sun",
+    "Deep Residual Learning for Image Recognition",
+    2015,
+    "CVPR 2016, arXiv:1512.03385",
+    "https://arxiv.org/abs/1512.03385",
+)
+_PREACT = Paper(
+    "K. He, X. Zhang, S. Ren, J. Sun",
+    "Identity Mappings in Deep Residual Networks",
+    2016,
+    "ECCV 2016, arXiv:1603.05027",
+    "https://arxiv.org/abs/1603.05027",
+)
+_WRN = Paper(
+    "S. Zagoruyko, N. Komodakis",
+    "Wide Residual Networks",
+    2016,
+    "BMVC 2016, arXiv:1605.07146",
+    "https://arxiv.org/abs/1605.07146",
+)
+_RESNEXT = Paper(
+    "S. Xie, R. Girshick, P. Dollár, Z. Tu, K. He",
+    "Aggregated Residual Transformations for Deep Neural Networks",
+    2017,
+    "CVPR 2017, arXiv:1611.05431",
+    "https://arxiv.org/abs/1611.05431",
+)
+_SD = Paper(
+    "G. Huang, Y. Sun, Z. Liu, D. Sedra, K. Q. Weinberger",
+    "Deep Networks with Stochastic Depth",
+    2016,
+    "ECCV 2016, arXiv:1603.09382",
+    "https://arxiv.org/abs/1603.09382",
+)
+
+_IMAGENET = {"stem": "imagenet", "stem_width": 64, "widths": (64, 128, 256, 512)}
+_CIFAR = {"stem": "cifar", "stem_width": 16, "widths": (16, 32, 64)}
+_BASIC_18, _STAGES_34 = (2, 2, 2, 2), (3, 4, 6, 3)
+_STAGES_101, _STAGES_152 = (3, 4, 23, 3), (3, 8, 36, 3)
+
+
+def _err(dataset: str, value: float, source: str, metric: str = "error") -> PublishedResult:
+    return PublishedResult(dataset, metric, value, source)
+
+
+def _top(top1: float, top5: float | None, source: str) -> tuple[PublishedResult, ...]:
+    rows = [_err("ImageNet-1k", top1, source, "top-1 error")]
+    if top5 is not None:
+        rows.append(_err("ImageNet-1k", top5, source, "top-5 error"))
+    return tuple(rows)
+
+
+def _cifar(n: int, **extra: Any) -> dict[str, Any]:
+    """§4.2: 6n + 2 layers, three stages of n basic blocks; option A by default."""
+    return {**_CIFAR, "block": "basic", "depths": (n, n, n), "shortcut": "A", **extra}
+
+
+def _wrn(depth: int, k: int) -> dict[str, Any]:
+    """WRN-d-k: (d − 4)/6 pre-activation B(3,3) blocks per stage of widths 16k, 32k, 64k."""
+    n = (depth - 4) // 6
+    return {"stem": "cifar", "stem_width": 16, "block": "basic", "depths": (n, n, n),
+            "widths": (16 * k, 32 * k, 64 * k), "preact": True, "shortcut": "B", "dropout": 0.0}
+
+
+def _resnext29(cardinality: int) -> dict[str, Any]:
+    """ResNeXt-29 (Table 7, the authors' CIFAR code): 3×3 64 stem, 3 stages of 3 bottlenecks
+    with 256/512/1024 outputs, bottleneck width 64 per group at the first stage."""
+    return {"stem": "cifar", "stem_width": 64, "block": "bottleneck", "depths": (3, 3, 3),
+            "widths": (64, 128, 256), "groups": cardinality, "width_per_group": 64, "shortcut": "B"}
+
+
+@dataclass(frozen=True)
+class _Variant:
+    name: str
+    family: str
+    paper: Paper
+    config: dict[str, Any]  # builder kwargs (block, depths, widths, stem, options)
+    description: str
+    recipe: str
+    results: tuple[PublishedResult, ...] = ()
+    torchvision: str | None = None
+    num_classes: int = field(default=0)  # 0: 1000 for ImageNet stems, 10 for CIFAR stems
+
+
+_T3 = "Table 3, 10-crop, ImageNet val"
+_T6 = "Table 6, CIFAR-10 test"
+_PRE3 = "Table 3, CIFAR-10/100 test"
+_WRN5 = "Table 5, median of 5 runs"
+
+_VARIANTS: tuple[_Variant, ...] = (
+    # --- He et al. 2015, ImageNet (Table 1), shortcut option B as in torchvision -----------
+    _Variant("resnet18", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _BASIC_18},
+             "18-layer ResNet of Table 1 (basic blocks)", "resnet_imagenet",
+             _top(27.88, None, "Table 2, 10-crop, ImageNet val (option A shortcuts)"), "resnet18"),
+    _Variant("resnet34", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _STAGES_34},
+             "34-layer ResNet of Table 1 (basic blocks)", "resnet_imagenet",
+             _top(24.52, 7.46, _T3 + " (ResNet-34 B)"), "resnet34"),
+    _Variant("resnet50", "resnet", _RESNET, {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34},
+             "50-layer bottleneck ResNet of Table 1", "resnet_imagenet", _top(22.85, 6.71, _T3), "resnet50"),
+    _Variant("resnet101", "resnet", _RESNET, {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101},
+             "101-layer bottleneck ResNet of Table 1", "resnet_imagenet", _top(21.75, 6.05, _T3), "resnet101"),
+    _Variant("resnet152", "resnet", _RESNET, {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_152},
+             "152-layer bottleneck ResNet of Table 1", "resnet_imagenet",
+             _top(21.43, 5.71, _T3) + _top(19.38, 4.49, "Table 4, single model, ImageNet val"), "resnet152"),
+    _Variant("plain18", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _BASIC_18, "shortcut": "none"},
+             "18-layer plain net (Fig. 3 middle: the ResNet-18 stack without shortcuts)", "resnet_imagenet",
+             _top(27.94, None, "Table 2, 10-crop, ImageNet val")),
+    _Variant("plain34", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _STAGES_34, "shortcut": "none"},
+             "34-layer plain net of Fig. 3 (the ResNet-34 stack without shortcuts)", "resnet_imagenet",
+             _top(28.54, 10.02, _T3)),
+    # --- He et al. 2015 §4.2, CIFAR-10: 6n + 2 layers, option A --------------------------
+    _Variant("resnet20", "resnet", _RESNET, _cifar(3), "CIFAR ResNet-20 (§4.2, n = 3)", "resnet_cifar",
+             (_err("CIFAR-10", 8.75, _T6),)),
+    _Variant("resnet32", "resnet", _RESNET, _cifar(5), "CIFAR ResNet-32 (§4.2, n = 5)", "resnet_cifar",
+             (_err("CIFAR-10", 7.51, _T6),)),
+    _Variant("resnet44", "resnet", _RESNET, _cifar(7), "CIFAR ResNet-44 (§4.2, n = 7)", "resnet_cifar",
+             (_err("CIFAR-10", 7.17, _T6),)),
+    _Variant("resnet56", "resnet", _RESNET, _cifar(9), "CIFAR ResNet-56 (§4.2, n = 9)", "resnet_cifar",
+             (_err("CIFAR-10", 6.97, _T6),)),
+    _Variant("resnet110", "resnet", _RESNET, _cifar(18), "CIFAR ResNet-110 (§4.2, n = 18)", "resnet110_cifar",
+             (_err("CIFAR-10", 6.43, _T6 + ", best of 5 runs (mean 6.61 ± 0.16)"),)),
+    _Variant("resnet1202", "resnet", _RESNET, _cifar(200), "CIFAR ResNet-1202 (§4.2, n = 200)", "resnet110_cifar",
+             (_err("CIFAR-10", 7.93, _T6),)),
+    _Variant("plain20", "resnet", _RESNET, _cifar(3, shortcut="none"), "CIFAR plain-20 (Fig. 6 left)", "resnet_cifar"),
+    _Variant("plain32", "resnet", _RESNET, _cifar(5, shortcut="none"), "CIFAR plain-32 (Fig. 6 left)", "resnet_cifar"),
+    _Variant("plain44", "resnet", _RESNET, _cifar(7, shortcut="none"), "CIFAR plain-44 (Fig. 6 left)", "resnet_cifar"),
+    _Variant("plain56", "resnet", _RESNET, _cifar(9, shortcut="none"), "CIFAR plain-56 (Fig. 6 left)", "resnet_cifar"),
+    _Variant("plain110", "resnet", _RESNET, _cifar(18, shortcut="none"),
+             "CIFAR plain-110 (Fig. 6 right: fails to converge in the paper)", "resnet110_cifar"),
+    # --- He et al. 2016, pre-activation ---------------------------------------------------
+    *(
+        _Variant(f"preact_resnet{depth}", "preact_resnet", _PREACT,
+                 {**_IMAGENET, "block": block, "depths": depths, "preact": True},
+                 f"pre-activation ResNet-{depth} for ImageNet (Table 1 stages, BN-ReLU-conv blocks)",
+                 "resnet_imagenet",
+                 _top(21.1, 5.5, "Table 5, single 320×320 crop, ImageNet val") if depth == 152 else ())
+        for depth, block, depths in (
+            (18, "basic", _BASIC_18), (34, "basic", _STAGES_34), (50, "bottleneck", _STAGES_34),
+            (101, "bottleneck", _STAGES_101), (152, "bottleneck", _STAGES_152),
+        )
+    ),
+    _Variant("preact_resnet110", "preact_resnet", _PREACT, _cifar(18, preact=True),
+             "pre-activation CIFAR ResNet-110 (basic blocks, option A)", "preact_cifar",
+             (_err("CIFAR-10", 6.37, _PRE3),)),
+    _Variant("preact_resnet164", "preact_resnet", _PREACT,
+             {**_CIFAR, "block": "bottleneck", "depths": (18, 18, 18), "preact": True, "shortcut": "B"},
+             "pre-activation CIFAR ResNet-164 (bottleneck, 16/32/64 ×4 out)", "preact_cifar",
+             (_err("CIFAR-10", 5.46, _PRE3), _err("CIFAR-100", 24.33, _PRE3))),
+    _Variant("preact_resnet1001", "preact_resnet", _PREACT,
+             {**_CIFAR, "block": "bottleneck", "depths": (111, 111, 111), "preact": True, "shortcut": "B"},
+             "pre-activation CIFAR ResNet-1001 (bottleneck, 16/32/64 ×4 out)", "preact_cifar",
+             (_err("CIFAR-10", 4.92, _PRE3), _err("CIFAR-100", 22.71, _PRE3))),
+    # --- Zagoruyko & Komodakis 2016 ---------------------------------------------------------
+    _Variant("wrn16_8", "wide_resnet", _WRN, _wrn(16, 8), "WRN-16-8 (CIFAR, pre-act B(3,3))", "wrn_cifar",
+             (_err("CIFAR-10", 4.27, _WRN5), _err("CIFAR-100", 20.43, _WRN5))),
+    _Variant("wrn28_10", "wide_resnet", _WRN, _wrn(28, 10), "WRN-28-10 (CIFAR, pre-act B(3,3))", "wrn_cifar",
+             (_err("CIFAR-10", 4.00, _WRN5), _err("CIFAR-100", 19.25, _WRN5))),
+    _Variant("wrn40_4", "wide_resnet", _WRN, _wrn(40, 4), "WRN-40-4 (CIFAR, pre-act B(3,3))", "wrn_cifar",
+             (_err("CIFAR-10", 4.53, _WRN5), _err("CIFAR-100", 21.18, _WRN5))),
+    _Variant("wide_resnet50_2", "wide_resnet", _WRN,
+             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "width_per_group": 128},
+             "WRN-50-2-bottleneck (ImageNet, bottleneck twice as wide)", "resnet_imagenet",
+             _top(21.9, 6.03, "Table 7, single crop, ImageNet val"), "wide_resnet50_2"),
+    _Variant("wide_resnet101_2", "wide_resnet", _WRN,
+             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "width_per_group": 128},
+             "WRN-101-2-bottleneck (ImageNet, torchvision's wide_resnet101_2)", "resnet_imagenet",
+             (), "wide_resnet101_2"),
+    # --- Xie et al. 2017 ------------------------------------------------------------------
+    _Variant("resnext50_32x4d", "resnext", _RESNEXT,
+             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "groups": 32, "width_per_group": 4},
+             "ResNeXt-50 (32×4d), Table 1", "resnet_imagenet",
+             _top(22.2, None, "Table 3, single 224 crop, ImageNet val"), "resnext50_32x4d"),
+    _Variant("resnext101_32x8d", "resnext", _RESNEXT,
+             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 32, "width_per_group": 8},
+             "ResNeXt-101 (32×8d), torchvision's configuration", "resnet_imagenet", (), "resnext101_32x8d"),
+    _Variant("resnext101_64x4d", "resnext", _RESNEXT,
+             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 64, "width_per_group": 4},
+             "ResNeXt-101 (64×4d), 2× complexity", "resnet_imagenet",
+             _top(20.4, 5.3, "Table 4, single 224 crop, ImageNet val"), "resnext101_64x4d"),
+    _Variant("resnext29_8x64d", "resnext", _RESNEXT, _resnext29(8), "ResNeXt-29 (8×64d), CIFAR (Table 7)",
+             "resnext_cifar", (_err("CIFAR-10", 3.65, "Table 7"), _err("CIFAR-100", 17.77, "Table 7"))),
+    _Variant("resnext29_16x64d", "resnext", _RESNEXT, _resnext29(16), "ResNeXt-29 (16×64d), CIFAR (Table 7)",
+             "resnext_cifar", (_err("CIFAR-10", 3.58, "Table 7"), _err("CIFAR-100", 17.31, "Table 7"))),
+    # --- Huang et al. 2016 ------------------------------------------------------------------
+    _Variant("resnet110_sd", "stochastic_depth", _SD, _cifar(18, drop_path_rate=0.5),
+             "CIFAR ResNet-110 with stochastic depth, linear decay to p_L = 0.5", "stochastic_depth_cifar",
+             (_err("CIFAR-10", 5.25, "Table 1, CIFAR-10+"), _err("CIFAR-100", 24.98, "Table 1, CIFAR-100+"))),
+)
+
+
+def _register_all() -> None:
+    for v in _VARIANTS:
+        imagenet = v.config["stem"] == "imagenet"
+        register_model(
+            ModelInfo(
+                name=v.name,
+                family=v.family,
+                paper=v.paper,
+                input_size=(3, 224, 224) if imagenet else (3, 32, 32),
+                dataset="ImageNet-1k" if imagenet else "CIFAR-10",
+                num_classes=v.num_classes or (1000 if imagenet else 10),
+                description=v.description,
+                results=v.results,
+                torchvision_name=v.torchvision,
+                default_recipe=v.recipe,
+                defaults=dict(v.config),
+            ),
+            _build,
+        )
+
+
+_register_all()

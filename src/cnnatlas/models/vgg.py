@@ -1,1 +1,222 @@
-"""vgg family (being written)."""
+"""VGG: Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", ICLR 2015 (arXiv:1409.1556).
+
+One configuration table (the paper's Table 1) drives every variant: A, A-LRN, B, C, D, E and the
+batch-normalised forms that torchvision added later. The layout of the module tree —
+``features.N`` (convolutions, ReLUs, pools), ``avgpool`` and ``classifier.N`` — is torchvision's,
+so ``vgg11/13/16/19`` (and ``_bn``) load torchvision state dicts unchanged;
+:meth:`VGG.paper_layer_names` gives the paper's names (``conv1_1 … conv5_3``, ``pool1 … pool5``,
+``fc6 … fc8``) for the analyser.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+from cnnatlas.base import AtlasModel
+from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+
+# -- configuration table (the paper's Table 1) ------------------------------------------------
+# An int is a 3×3 convolution with that many filters ("conv3-N"), ``(N, 1)`` a 1×1 convolution
+# ("conv1-N", configuration C only), "M" a 2×2/2 max pool, "LRN" local response normalisation
+# (configuration A-LRN only). Every convolution has stride 1 and "same" padding (§2.1).
+ConfigEntry = Union[int, tuple[int, int], str]
+
+VGG_CONFIGS: dict[str, list[ConfigEntry]] = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "C": [64, 64, "M", 128, 128, "M", 256, 256, (256, 1), "M", 512, 512, (512, 1), "M",
+          512, 512, (512, 1), "M"],
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+          512, 512, 512, 512, "M"],
+}
+
+
+# -- blocks ------------------------------------------------------------------------------------
+def make_features(
+    config: list[ConfigEntry], *, in_chans: int, batch_norm: bool
+) -> tuple[nn.Sequential, dict[str, str]]:
+    """The convolutional stack of one configuration, plus the paper name of every layer in it.
+
+    Layers go straight into one ``nn.Sequential`` (no per-stage containers) because that is
+    torchvision's layout, which our state dicts must match.
+    """
+    layers: list[nn.Module] = []
+    names: dict[str, str] = {}
+    channels, stage, conv_in_stage = in_chans, 1, 0
+
+    def add(module: nn.Module, paper_name: str) -> None:
+        names[f"features.{len(layers)}"] = paper_name
+        layers.append(module)
+
+    for entry in config:
+        if entry == "M":
+            add(nn.MaxPool2d(kernel_size=2, stride=2), f"pool{stage}")
+            stage, conv_in_stage = stage + 1, 0
+        elif entry == "LRN":
+            # §2.3: "the parameters for the LRN layer are those of (Krizhevsky et al., 2012)",
+            # i.e. k=2, n=5, α=1e-4, β=0.75 in the paper's (not Caffe's α/n) form.
+            add(LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0), f"norm{stage}")
+        else:
+            width, kernel = (entry, 3) if isinstance(entry, int) else entry
+            conv_in_stage += 1
+            suffix = f"{stage}_{conv_in_stage}"
+            # Bias is kept next to BN as torchvision does (its vgg*_bn checkpoints carry it).
+            add(nn.Conv2d(channels, width, kernel_size=kernel, padding=kernel // 2), f"conv{suffix}")
+            if batch_norm:
+                add(nn.BatchNorm2d(width), f"bn{suffix}")
+            add(nn.ReLU(inplace=True), f"relu{suffix}")
+            channels = width
+    return nn.Sequential(*layers), names
+
+
+# -- main class --------------------------------------------------------------------------------
+class VGG(AtlasModel):
+    """VGG network of one Table 1 configuration.
+
+    The classifier is the paper's fc6–fc8 (4096, 4096, classes; dropout 0.5 after fc6 and fc7,
+    §3.1). Like torchvision, an ``AdaptiveAvgPool2d((7, 7))`` sits before it: at the paper's
+    224×224 input it is the identity (pool5 is already 7×7), and at any other size it stands in
+    for the paper's dense (fully convolutional) evaluation, so every input ≥ 32×32 (the five
+    2×2 pools must leave a 1×1 map) works.
+    """
+
+    min_input_size = 32  # five 2×2/2 max pools: 32 → 1
+
+    def __init__(
+        self,
+        config: list[ConfigEntry],
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__(num_classes=num_classes, in_chans=in_chans)
+        self.features, self._paper_names = make_features(config, in_chans=in_chans, batch_norm=batch_norm)
+        width = next(e if isinstance(e, int) else e[0] for e in reversed(config) if not isinstance(e, str))
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(width * 7 * 7, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes),
+        )
+        for paper_name, index in zip(("fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"), range(7)):
+            self._paper_names[f"classifier.{index}"] = paper_name
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # torchvision's scheme, so a freshly built model matches torchvision's statistics. (The
+        # paper itself initialised deeper nets from net A, or with N(0, 0.01) weights, §3.1.)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.classifier(torch.flatten(self.avgpool(x), 1))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        old = self.classifier[6]
+        self.classifier[6] = nn.Linear(old.in_features, num_classes)
+        nn.init.normal_(self.classifier[6].weight, 0.0, 0.01)
+        nn.init.zeros_(self.classifier[6].bias)
+        self.num_classes = num_classes
+
+    def paper_layer_names(self) -> dict[str, str]:
+        return dict(self._paper_names)
+
+
+# -- builder -----------------------------------------------------------------------------------
+def _build(
+    *, num_classes: int, in_chans: int, config: str, batch_norm: bool = False, dropout: float = 0.5
+) -> VGG:
+    return VGG(
+        VGG_CONFIGS[config], num_classes=num_classes, in_chans=in_chans, batch_norm=batch_norm, dropout=dropout
+    )
+
+
+# -- registered variants -----------------------------------------------------------------------
+PAPER = Paper(
+    authors="K. Simonyan, A. Zisserman",
+    title="Very Deep Convolutional Networks for Large-Scale Image Recognition",
+    year=2014,
+    venue="ICLR 2015, arXiv:1409.1556",
+    url="https://arxiv.org/abs/1409.1556",
+)
+
+
+def _errors(table: str, setting: str, top1: float, top5: float) -> tuple[PublishedResult, ...]:
+    source = f"{table}, {setting}, ILSVRC-2012 val"
+    return (
+        PublishedResult("ImageNet-1k", "top-1 error", top1, source),
+        PublishedResult("ImageNet-1k", "top-5 error", top5, source),
+    )
+
+
+T3 = "Table 3 (single test scale)"
+T4 = "Table 4 (multi-scale test)"
+# (name, Table 1 configuration, batch norm, torchvision name, description, published results)
+VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...]]] = [
+    ("vgg11", "A", False, "vgg11", "VGG configuration A: 11 weight layers (8 conv + 3 FC)",
+     _errors(T3, "train S=256, test Q=256", 29.6, 10.4)),
+    ("vgg11_lrn", "A-LRN", False, None, "VGG configuration A-LRN: A with LRN after conv1_1 (§2.3)",
+     _errors(T3, "train S=256, test Q=256", 29.7, 10.5)),
+    ("vgg13", "B", False, "vgg13", "VGG configuration B: 13 weight layers",
+     _errors(T3, "train S=256, test Q=256", 28.7, 9.9)),
+    ("vgg16_c", "C", False, None, "VGG configuration C: 16 weight layers, 1×1 conv last in stages 3–5",
+     _errors(T3, "train S=256, test Q=256", 28.1, 9.4)
+     + _errors(T3, "train S∈[256;512], test Q=384", 27.3, 8.8)
+     + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 26.3, 8.2)),
+    ("vgg16", "D", False, "vgg16", "VGG configuration D (VGG-16): 13 conv 3×3 + 3 FC",
+     _errors(T3, "train S=256, test Q=256", 27.0, 8.8)
+     + _errors(T3, "train S∈[256;512], test Q=384", 25.6, 8.1)
+     + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5)),
+    ("vgg19", "E", False, "vgg19", "VGG configuration E (VGG-19): 16 conv 3×3 + 3 FC",
+     _errors(T3, "train S=256, test Q=256", 27.3, 9.0)
+     + _errors(T3, "train S∈[256;512], test Q=384", 25.5, 8.0)
+     + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5)),
+    # Batch normalisation (Ioffe & Szegedy 2015) postdates the paper: these are torchvision's
+    # variants, with no published VGG-paper results.
+    ("vgg11_bn", "A", True, "vgg11_bn", "VGG-11 (A) with batch norm after every conv (torchvision)", ()),
+    ("vgg13_bn", "B", True, "vgg13_bn", "VGG-13 (B) with batch norm after every conv (torchvision)", ()),
+    ("vgg16_bn", "D", True, "vgg16_bn", "VGG-16 (D) with batch norm after every conv (torchvision)", ()),
+    ("vgg19_bn", "E", True, "vgg19_bn", "VGG-19 (E) with batch norm after every conv (torchvision)", ()),
+]
+
+for _name, _config, _bn, _tv, _description, _results in VARIANTS:
+    register_model(
+        ModelInfo(
+            name=_name,
+            family="vgg",
+            paper=PAPER,
+            input_size=(3, 224, 224),
+            dataset="ImageNet-1k",
+            num_classes=1000,
+            description=_description,
+            results=_results,
+            torchvision_name=_tv,
+            default_recipe="vgg",
+            defaults={"config": _config, "batch_norm": _bn},
+        ),
+        _build,
+    )

@@ -1,5 +1,172 @@
-"""`cnnatlas train` and `cnnatlas recipes` (being written)."""
+"""`cnnatlas train` and `cnnatlas recipes`.
+
+The progress bar lives here, not in the trainer: the trainer reports events to a callback and
+this module draws them (rich, on stderr, only on rank 0, silenced by ``--quiet``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Mapping
+
+from cnnatlas.errors import InputError
 
 
-def add_commands(sub) -> None:  # noqa: ANN001
-    pass
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model with its paper's recipe",
+        description="Train MODEL with its default recipe (see `cnnatlas recipes`). Under "
+                    "`torchrun --nproc-per-node N -m cnnatlas train …` it trains with DDP; --batch-size "
+                    "is then the GLOBAL batch, split evenly over the N processes.",
+    )
+    p.add_argument("model", help="registered model name (see `cnnatlas models`)")
+    p.add_argument("--data", help="data set name (default: the recipe's)")
+    p.add_argument("--root", help="folder holding the data set's files")
+    p.add_argument("--out", help="run directory to create (default: runs/MODEL-TIMESTAMP)")
+    p.add_argument("--recipe", help="recipe name (default: the model's)")
+    p.add_argument("--epochs", type=float, help="passes over the training split (rescales the schedule)")
+    p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
+    p.add_argument("--lr", type=float, help="initial learning rate")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any recipe field, e.g. --set weight_decay=0 --set milestones=100,150")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast; fp16 + scaling on old GPUs)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convolutions on GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resume on the CPU)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last complete checkpoint")
+    p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also checkpoint every N steps mid-epoch")
+    p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
+    p.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="data set option, e.g. --data-option num_samples=512 (synthetic)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model builder option, e.g. --model-option dropout=0.3")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers for image folders")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(handler=_cmd_train)
+
+    r = sub.add_parser("recipes", help="list training recipes")
+    r.add_argument("name", nargs="?", help="show one recipe in full")
+    r.add_argument("--format", choices=("table", "json"), default="table")
+    r.set_defaults(handler=_cmd_recipes)
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} needs KEY=VALUE, got {item!r}")
+        result[key.strip().replace("-", "_")] = value.strip()
+    return result
+
+
+def _literal(text: str) -> Any:
+    """Model/data options: JSON literals where they parse (numbers, true, lists), else strings."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cnnatlas.train.trainer import train
+
+    progress = None if args.quiet else _Progress()
+    result = train(
+        args.model, data=args.data, root=args.root, out=args.out, recipe=args.recipe, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, overrides=_pairs(args.set, "--set"), seed=args.seed,
+        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+        deterministic=args.deterministic, resume=args.resume, checkpoint_every_steps=args.checkpoint_every_steps,
+        limit_train=args.limit_train, limit_test=args.limit_test,
+        data_options={k: _literal(v) for k, v in _pairs(args.data_option, "--data-option").items()},
+        model_options={k: _literal(v) for k, v in _pairs(args.model_option, "--model-option").items()},
+        num_workers=args.workers, callback=progress,
+    )
+    if progress is not None:
+        progress.close()
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result.summary())
+    return 0
+
+
+class _Progress:
+    """Draws the trainer's events with rich on stderr (rank 0 only)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.bar = None
+        self.task = None
+        self.main = True
+
+    def __call__(self, event: str, payload: Mapping[str, Any]) -> None:
+        if event == "start":
+            self.main = bool(payload.get("is_main", True))
+            if not self.main:
+                return
+            verb = "resuming" if payload["resumed"] else "training"
+            self.console.print(
+                f"[bold]{verb}[/] {payload['model']} · recipe {payload['recipe']} · data {payload['data']} · "
+                f"{payload['device']} × {payload['world_size']} → {payload['run_dir']}"
+            )
+            self.console.print(f"input: {payload['adapter_rule']}")
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("steps", total=payload["total_steps"], completed=payload["global_step"], stats="")
+        elif not self.main or self.bar is None:
+            return
+        elif event == "step":
+            stats = (f"epoch {payload['epoch'] + 1} loss {payload['loss']:.4f} acc {100 * payload['acc']:.1f}% "
+                     f"lr {payload['lr']:.3g} {payload['images_per_s']:.0f} img/s")
+            self.bar.update(self.task, completed=payload["global_step"], stats=stats)
+        elif event == "epoch":
+            test = (f" test top-1 {100 * payload['test_top1']:.2f}% loss {payload['test_loss']:.4f}"
+                    if payload.get("test_top1") is not None else "")
+            self.bar.console.print(
+                f"epoch {payload['epoch']}: train loss {payload['train_loss']:.4f} acc {100 * payload['train_top1']:.2f}%"
+                f"{test} ({payload['epoch_time_s']:.1f} s, {payload['images_per_s']:.0f} img/s)"
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from cnnatlas.train.recipes import get_recipe, list_recipes
+
+    recipes = [get_recipe(args.name)] if args.name else [get_recipe(n) for n in list_recipes()]
+    if args.format == "json":
+        payload = [r.to_dict() for r in recipes]
+        print(json.dumps(payload[0] if args.name else payload, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.name:
+        table = Table("field", "value", title=f"recipe {args.name}")
+        for key, value in recipes[0].to_dict().items():
+            table.add_row(key, str(value))
+    else:
+        table = Table("name", "data", "optimiser", "lr", "batch", "length", "schedule", "augment", "source",
+                      title=f"{len(recipes)} recipes")
+        for r in recipes:
+            length = f"{r.iterations:,} it" if r.iterations else f"{r.epochs:g} ep"
+            sched = r.schedule + (f" {','.join(f'{m:g}' for m in r.milestones)}" if r.milestones else "")
+            table.add_row(r.name, r.dataset, r.optimizer, f"{r.lr:g}", str(r.batch_size), length, sched, r.augment, r.source)
+    Console(file=sys.stdout).print(table)
+    return 0

@@ -1,0 +1,124 @@
+"""Training memory per step: the estimate the analyser prints, and a real measurement.
+
+Estimate (all in bytes, for the batch size and optimiser given)::
+
+    parameters + buffers            every parameter and buffer, in the analysis dtype
+  + gradients                       one per trainable parameter
+  + optimiser state                 SGD 0×, SGD with momentum 1×, Adam 2× the trainable bytes
+  + activations saved for backward  the distinct tensors autograd's saved_tensors_hooks see
+                                    during the meta-device forward (input included), plus, for
+                                    every dropout layer, the mask (1 byte per element) and the
+                                    new output that training-mode dropout creates
+
+What it leaves out, and why the measured peak is higher: the transient gradients of the
+activations during backward (about the size of the largest layer or two at a time), the
+framework's workspaces (e.g. oneDNN's convolution buffers), and allocator rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from cnnatlas.errors import InputError
+
+OPTIMIZER_STATE_FACTOR = {"sgd": 0, "momentum": 1, "adam": 2}
+
+
+def optimizer_state_bytes(trainable_bytes: int, optimizer: str) -> int:
+    try:
+        return OPTIMIZER_STATE_FACTOR[optimizer] * trainable_bytes
+    except KeyError:
+        raise InputError(
+            f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZER_STATE_FACTOR)}"
+        ) from None
+
+
+def _make_optimizer(params: Any, optimizer: str) -> torch.optim.Optimizer:
+    if optimizer == "adam":
+        return torch.optim.Adam(params, lr=1e-4)
+    if optimizer == "momentum":
+        return torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    return torch.optim.SGD(params, lr=1e-3)
+
+
+def _tensor_bytes(tensors: Any) -> int:
+    seen: set[int] = set()
+    total = 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.untyped_storage()._cdata not in seen:
+            seen.add(t.untyped_storage()._cdata)
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def _loss(model: nn.Module, out: Any, target: torch.Tensor) -> torch.Tensor:
+    if hasattr(model, "training_loss"):
+        return model.training_loss(out, target)
+    logits = out if isinstance(out, torch.Tensor) else out[0]
+    return nn.functional.cross_entropy(logits, target)
+
+
+def measure_training_step(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    optimizer: str = "momentum",
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Peak memory of one real training step (forward, backward, optimiser step) in bytes.
+
+    A first, unmeasured step creates the optimiser state, as in every step of a real run after
+    the first; gradients are then released (``set_to_none``) and the second step is measured.
+
+    * CUDA: ``torch.cuda.max_memory_allocated`` over the measured step (it includes everything
+      allocated, parameters and optimiser state too).
+    * CPU: the profiler's memory accounting (``torch.profiler`` with ``profile_memory=True``)
+      records every allocation and free inside its window with a timestamp; the peak is the
+      largest running sum of those, plus the bytes already alive when the window opens
+      (parameters, buffers, optimiser state, the input batch and its labels).
+    """
+    device = torch.device(device)
+    model = model.to(device).train()
+    num_classes = int(getattr(model, "num_classes", 10))
+    x = torch.randn(*input_shape, device=device)
+    target = torch.randint(0, num_classes, (input_shape[0],), device=device)
+    opt = _make_optimizer([p for p in model.parameters() if p.requires_grad], optimizer)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        _loss(model, model(x), target).backward()
+        opt.step()
+
+    step()
+    opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return {"peak_bytes": int(torch.cuda.max_memory_allocated(device)), "method": "torch.cuda.max_memory_allocated"}
+
+    baseline = _tensor_bytes(
+        [*model.parameters(), *model.buffers(), x, target]
+        + [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    )
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+    )
+    running = peak = 0
+    for _, nbytes in events:
+        running += nbytes
+        peak = max(peak, running)
+    return {
+        "peak_bytes": int(baseline + peak),
+        "baseline_bytes": int(baseline),
+        "method": "torch.profiler profile_memory: alive before the step + largest running sum of allocations",
+    }

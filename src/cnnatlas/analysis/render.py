@@ -1,0 +1,276 @@
+"""The result of an analysis — per-layer rows and totals — and its renderings: a rich table,
+Markdown, CSV and JSON (the DESIGN.md §4 schema, plain integers)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf-module call or one functional op (or, after :meth:`Analysis.collapse`, one
+    module at the chosen depth)."""
+
+    name: str  # paper-style display name
+    type: str  # module class, or the ATen op for a functional row
+    spec: str  # "96 11×11 filters, stride 4, pad 0"
+    output_shape: list[int]
+    weight_params: int
+    bias_params: int
+    macs: int
+    flops: int
+    activations: int  # elements of the output, if it is a new tensor
+    activation_bytes: int
+    receptive_field: int  # size r on the larger axis, in input pixels
+    jump: int  # effective stride j
+    start: float  # centre of the first output's field (input pixel coordinates)
+    depth: int  # module nesting depth (for --depth collapsing)
+    path: str  # module path in the PyTorch model ("" = the model itself)
+
+    @property
+    def params(self) -> int:
+        return self.weight_params + self.bias_params
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        ordered = {
+            "name": data.pop("name"),
+            "type": data.pop("type"),
+            "output_shape": data.pop("output_shape"),
+            "params": self.params,
+            "macs": data.pop("macs"),
+            "flops": data.pop("flops"),
+            "activations": data.pop("activations"),
+            "receptive_field": data.pop("receptive_field"),
+            "jump": data.pop("jump"),
+        }
+        ordered.update(data)
+        return ordered
+
+
+TOTAL_FIELDS = (
+    "params",
+    "trainable_params",
+    "fixed_params",
+    "unused_params",
+    "macs",
+    "flops",
+    "activations",
+    "activation_bytes",
+    "input_activations",
+    "input_bytes",
+    "param_bytes",
+    "buffer_bytes",
+    "network_depth",
+    "saved_activation_bytes",
+    "gradient_bytes",
+    "optimizer_state_bytes",
+    "training_memory_bytes",
+)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Per-layer rows and totals of one network at one input size (see docs/analysis.md)."""
+
+    model: str
+    input_shape: list[int]
+    dtype: str
+    optimizer: str
+    layers: list[LayerRow]
+    totals: dict[str, int]
+    min_input_size: int | None = None
+    uncounted_ops: dict[str, int] = field(default_factory=dict)
+    module_types: dict[str, str] = field(default_factory=dict, repr=False)
+    module_names: dict[str, str] = field(default_factory=dict, repr=False)
+    measured: dict[str, Any] | None = None
+
+    # -- access ----------------------------------------------------------------------------------
+    def row(self, name: str) -> LayerRow:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"{self.model} has no layer {name!r}; layers: {', '.join(l.name for l in self.layers[:8])} …")
+
+    def __getitem__(self, name: str) -> LayerRow:
+        return self.row(name)
+
+    def collapse(self, depth: int) -> "Analysis":
+        """Merge every row deeper than ``depth`` into its ancestor module at that depth."""
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
+        merged: list[LayerRow] = []
+        group_key: str | None = None
+        group: list[LayerRow] = []
+
+        def flush() -> None:
+            if not group:
+                return
+            if group_key is None:
+                merged.extend(group)
+            else:
+                last = group[-1]
+                merged.append(
+                    LayerRow(
+                        name=self.module_names.get(group_key, group_key),
+                        type=self.module_types.get(group_key, "Module"),
+                        spec=f"{len(group)} layers" if len(group) > 1 else group[0].spec,
+                        output_shape=last.output_shape,
+                        weight_params=sum(r.weight_params for r in group),
+                        bias_params=sum(r.bias_params for r in group),
+                        macs=sum(r.macs for r in group),
+                        flops=sum(r.flops for r in group),
+                        activations=sum(r.activations for r in group),
+                        activation_bytes=sum(r.activation_bytes for r in group),
+                        receptive_field=last.receptive_field,
+                        jump=last.jump,
+                        start=last.start,
+                        depth=depth,
+                        path=group_key,
+                    )
+                )
+            group.clear()
+
+        for layer in self.layers:
+            key = ".".join(layer.path.split(".")[:depth]) if layer.depth > depth else None
+            if key != group_key or key is None:
+                flush()
+                group_key = key
+            group.append(layer)
+        flush()
+        return replace(self, layers=merged)
+
+    # -- renderings ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "totals": {key: int(self.totals[key]) for key in TOTAL_FIELDS},
+            "dtype": self.dtype,
+            "optimizer": self.optimizer,
+            "min_input_size": self.min_input_size,
+        }
+        if self.uncounted_ops:
+            data["uncounted_ops"] = dict(self.uncounted_ops)
+        if self.measured is not None:
+            data["measured"] = dict(self.measured)
+        return data
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def _cells(self) -> list[list[str]]:
+        return [
+            [
+                layer.name,
+                layer.spec or layer.type,
+                shape_text(layer.output_shape),
+                f"{layer.params:,}",
+                human(layer.macs),
+                human(layer.flops),
+                f"{layer.activations:,}",
+                human_bytes(layer.activation_bytes),
+                str(layer.receptive_field) if layer.receptive_field else "",
+                str(layer.jump) if layer.jump else "",
+            ]
+            for layer in self.layers
+        ]
+
+    HEADERS = ("layer", "spec", "output", "params", "MACs", "FLOPs", "activations", "memory", "RF", "jump")
+
+    def totals_lines(self) -> list[tuple[str, str]]:
+        t = self.totals
+        lines = [
+            ("params", f"{t['params']:,} ({t['trainable_params']:,} trainable, {t['fixed_params']:,} fixed)"),
+            ("MACs", f"{t['macs']:,} ({human(t['macs'])})"),
+            ("FLOPs", f"{t['flops']:,} ({human(t['flops'])})"),
+            ("activations (forward)", f"{t['activations']:,} elements, {human_bytes(t['activation_bytes'])}"),
+            ("input", f"{t['input_activations']:,} elements, {human_bytes(t['input_bytes'])}"),
+            ("parameter memory", human_bytes(t["param_bytes"])),
+            ("depth (weighted layers on the longest path)", str(t["network_depth"])),
+            (
+                f"training memory estimate ({self.optimizer}, batch {self.input_shape[0]})",
+                f"{human_bytes(t['training_memory_bytes'])} = params {human_bytes(t['param_bytes'] + t['buffer_bytes'])}"
+                f" + grads {human_bytes(t['gradient_bytes'])} + optimiser {human_bytes(t['optimizer_state_bytes'])}"
+                f" + saved activations {human_bytes(t['saved_activation_bytes'])}",
+            ),
+        ]
+        if t.get("unused_params"):
+            lines.append(("params not run by this forward", f"{t['unused_params']:,} (e.g. auxiliary heads in eval mode)"))
+        if self.measured is not None:
+            lines.append(("measured peak", f"{human_bytes(self.measured['peak_bytes'])} ({self.measured['method']})"))
+        if self.uncounted_ops:
+            lines.append(("ops without a FLOP rule (0 FLOPs)", ", ".join(sorted(self.uncounted_ops))))
+        return lines
+
+    def to_markdown(self) -> str:
+        out = [markdown_table(self.HEADERS, self._cells()), "", "| total | |", "|---|---|"]
+        out += [f"| {k} | {v} |" for k, v in self.totals_lines()]
+        return "\n".join(out) + "\n"
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        keys = list(self.layers[0].to_dict()) if self.layers else ["name"]
+        writer.writerow(keys)
+        for layer in self.layers:
+            data = layer.to_dict()
+            writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else v for v in (data[k] for k in keys)])
+        return buffer.getvalue()
+
+    def to_rich(self) -> Any:
+        """A ``rich`` renderable: the per-layer table followed by the totals."""
+        from rich.console import Group
+        from rich.table import Table
+
+        shape = "×".join(map(str, self.input_shape))
+        table = Table(title=f"{self.model} — input {shape} ({self.dtype})", show_lines=False)
+        for i, header in enumerate(self.HEADERS):
+            table.add_column(header, justify="left" if i < 3 else "right")
+        for cells in self._cells():
+            table.add_row(*cells)
+        totals = Table(show_header=False, box=None)
+        totals.add_column(style="bold")
+        totals.add_column()
+        for key, value in self.totals_lines():
+            totals.add_row(key, value)
+        return Group(table, totals)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+# -- formatting helpers ----------------------------------------------------------------------------
+def human(n: float) -> str:
+    """1234567 → "1.23M" (decimal prefixes, as the papers print MACs)."""
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= limit:
+            return f"{n / limit:.{2 if abs(n) < 10 * limit else 1}f}{suffix}"
+    return str(int(n))
+
+
+def human_bytes(n: float) -> str:
+    """Bytes in binary units, as memory is reported: 1048576 → "1.00 MiB"."""
+    for limit, suffix in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(n) >= limit:
+            return f"{n / limit:.2f} {suffix}"
+    return f"{int(n)} B"
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """Output shape without the batch dimension: [1, 96, 55, 55] → "96×55×55"."""
+    return "×".join(map(str, shape[1:])) if len(shape) > 1 else "×".join(map(str, shape))
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    def clean(cell: str) -> str:
+        return str(cell).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,410 @@
+"""One forward pass on the meta device, seen at two levels at once.
+
+* Module forward pre/post hooks keep a stack of the module calls in progress, so every ATen op
+  is attributed to the innermost module running it. A call of a *leaf* module (no children)
+  becomes one row; an op that runs directly in a non-leaf module's forward (the residual
+  ``out += identity``, ``torch.cat`` of Inception branches, ``torch.flatten``, ``F.relu``,
+  ``F.adaptive_avg_pool2d``) becomes a row of its own — functional ops are seen, not skipped.
+* A ``TorchDispatchMode`` sees every ATen op with its real argument shapes. It mirrors
+  ``FlopCounterMode``'s dispatch exactly (same decompositions, same formula registry), so our
+  MACs are its FLOPs ÷ 2 by construction, and it feeds the FLOP rules, the receptive-field
+  table and the "longest path of weighted layers" depth.
+* ``saved_tensors_hooks`` record what autograd keeps for backward: the exact input of the
+  training-memory estimate (see :mod:`cnnatlas.analysis.memory`).
+
+Tensors live on the meta device: shapes and dtypes only, no storage, no arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from cnnatlas.analysis import rules
+from cnnatlas.analysis.receptive import INPUT_FIELD, Field, ReceptiveFieldTable
+
+# Metadata queries FlopCounterMode lets through untouched; we do the same.
+_METADATA_OPS = {
+    torch.ops.aten.sym_is_contiguous.default,
+    torch.ops.aten.is_contiguous.default,
+    torch.ops.aten.is_contiguous.memory_format,
+    torch.ops.aten.is_strides_like_format.default,
+    torch.ops.aten.is_non_overlapping_and_dense.default,
+    torch.ops.aten.size.default,
+    torch.ops.aten.sym_size.default,
+    torch.ops.aten.stride.default,
+    torch.ops.aten.sym_stride.default,
+    torch.ops.aten.storage_offset.default,
+    torch.ops.aten.sym_storage_offset.default,
+    torch.ops.aten.numel.default,
+    torch.ops.aten.sym_numel.default,
+    torch.ops.aten.dim.default,
+    torch.ops.prim.layout.default,
+}
+
+
+def storage_key(tensor: Tensor) -> int:
+    """Identity of the memory a tensor lives in (views and in-place results share it)."""
+    return tensor.untyped_storage()._cdata
+
+
+@dataclass
+class RawRow:
+    """One row while the trace runs (module path, costs, output)."""
+
+    path: str  # module path; for a functional op, its parent module's path
+    name: str
+    type: str
+    depth: int  # module nesting depth of the row (functional ops: parent depth + 1)
+    functional: bool
+    weight_params: int = 0
+    bias_params: int = 0
+    trainable_params: int = 0
+    macs: int = 0
+    flops: int = 0
+    activations: int = 0
+    activation_bytes: int = 0
+    output_shape: list[int] = field(default_factory=list)
+    rf: Field | None = None
+    spec: tuple[int, str] | None = None
+    module_attrs: dict[str, Any] = field(default_factory=dict)
+
+    def add_spec(self, candidate: tuple[int, str] | None) -> None:
+        if candidate is not None and (self.spec is None or candidate[0] > self.spec[0]):
+            self.spec = candidate
+
+
+@dataclass
+class _Frame:
+    path: str
+    module: nn.Module
+    leaf: bool
+    row: RawRow | None
+    first_row: int  # index of the first row created during this call
+    fresh: set[int] = field(default_factory=set)
+
+
+@dataclass
+class TraceResult:
+    rows: list[RawRow]
+    output: Any
+    input_field: Field
+    network_depth: int
+    saved_bytes: int  # bytes of distinct activation storages autograd saves for backward
+    uncounted_ops: dict[str, int]
+    unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
+
+
+class _ParamInfo:
+    """Parameters per owning module path, each counted once even if shared."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.by_path: dict[str, list[tuple[str, nn.Parameter]]] = {}
+        seen: set[int] = set()
+        for path, module in model.named_modules():
+            owned = []
+            for pname, param in module.named_parameters(recurse=False):
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    owned.append((pname, param))
+            if owned:
+                self.by_path[path] = owned
+        self.assigned: set[str] = set()
+
+    def assign(self, path: str, row: RawRow) -> None:
+        if path in self.assigned or path not in self.by_path:
+            return
+        self.assigned.add(path)
+        for pname, param in self.by_path[path]:
+            if pname.endswith("bias"):
+                row.bias_params += param.numel()
+            else:
+                row.weight_params += param.numel()
+            if param.requires_grad:
+                row.trainable_params += param.numel()
+
+    def unassigned_numel(self) -> int:
+        return sum(p.numel() for path, ps in self.by_path.items() if path not in self.assigned for _, p in ps)
+
+
+class _Tracer(TorchDispatchMode):
+    def __init__(self, on_op: Callable[[Any, tuple, dict, Any], None]) -> None:
+        super().__init__()
+        self.on_op = on_op
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _METADATA_OPS:
+            return func(*args, **kwargs)
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented
+        # Same rule as FlopCounterMode: decompose whatever can be decomposed, count the rest.
+        if func is not torch.ops.prim.device.default:
+            with self:
+                result = func.decompose(*args, **kwargs)
+            if result is not NotImplemented:
+                return result
+        fast = _FAST_META.get(func)
+        out = fast(*args, **kwargs) if fast is not None else _fast_pointwise(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
+        self.on_op(func, args, kwargs, out)
+        return out
+
+
+def _plain_meta(*tensors: Tensor) -> bool:
+    return all(
+        t.device.type == "meta" and t.dtype in (torch.float32, torch.float64) and t.is_contiguous()
+        for t in tensors
+    )
+
+
+def _fast_batch_norm_eval(x: Tensor, weight: Any, bias: Any, mean: Tensor, var: Tensor, *rest: Any) -> Any:
+    # The meta kernel of inference batch norm runs a Python decomposition (~8 ms a call); its
+    # result is just "same shape as the input" plus two per-channel vectors.
+    if not _plain_meta(x, mean, var):
+        return None
+    return torch.empty_like(x), x.new_empty(mean.shape), x.new_empty(mean.shape)
+
+
+def _fast_cat(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
+    # Meta concatenation also goes through Python; for contiguous same-dtype 4-D tensors the
+    # result is a contiguous tensor whose `dim` is the sum of the inputs'.
+    if not tensors or not _plain_meta(*tensors) or len({t.dtype for t in tensors}) != 1:
+        return None
+    first = tensors[0]
+    if any(t.dim() != first.dim() or t.dim() < 2 for t in tensors):
+        return None
+    dim = dim % first.dim()
+    if any(t.shape[:dim] != first.shape[:dim] or t.shape[dim + 1 :] != first.shape[dim + 1 :] for t in tensors):
+        return None
+    shape = list(first.shape)
+    shape[dim] = sum(t.shape[dim] for t in tensors)
+    return first.new_empty(shape)
+
+
+_POINTWISE = frozenset(
+    "relu hardtanh leaky_relu sigmoid tanh silu hardswish gelu elu add sub mul div clamp clamp_min".split()
+)
+
+
+def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
+    """Same-shape element-wise ops (the refs behind their meta kernels cost ~1 ms a call): the
+    result has the input's shape, dtype and layout; an in-place op returns its input."""
+    packet_name = func._overloadpacket.__name__
+    inplace = packet_name.endswith("_")
+    if (inplace and packet_name[:-1] or packet_name) not in _POINTWISE or len(func._schema.returns) != 1:
+        return None
+    first = args[0] if args else None
+    if not isinstance(first, Tensor) or not _plain_meta(first):
+        return None
+    for value in (*args[1:], *kwargs.values()):
+        if isinstance(value, Tensor) and (value.shape != first.shape or value.dtype != first.dtype or not _plain_meta(value)):
+            return None
+        if isinstance(value, (list, tuple)):
+            return None
+    return first if inplace else torch.empty_like(first)
+
+
+_FAST_META: dict[Any, Callable[..., Any]] = {
+    torch.ops.aten._native_batch_norm_legit_no_training.default: _fast_batch_norm_eval,
+    torch.ops.aten.cat.default: _fast_cat,
+}
+
+
+def display_namer(names: dict[str, str]) -> Callable[[str], str]:
+    """Module path → paper name: the longest mapped prefix is replaced
+    (``features.0`` → ``conv1_1``; ``layer1.0.conv1`` → ``conv2_x.0.conv1``)."""
+
+    def display(path: str) -> str:
+        parts = path.split(".") if path else []
+        for cut in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:cut])
+            if prefix in names:
+                return ".".join([names[prefix], *parts[cut:]])
+        return path
+
+    return display
+
+
+def trace(
+    model: nn.Module,
+    x: Tensor,
+    state: dict[str, Tensor] | None,
+    names: dict[str, str],
+) -> TraceResult:
+    """Run ``model`` on the meta tensor ``x`` (through ``functional_call`` with ``state`` when
+    given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
+    display = display_namer(names)
+    params = _ParamInfo(model)
+    rows: list[RawRow] = []
+    stack: list[_Frame] = []
+    used_names: dict[str, int] = {}
+    rf = ReceptiveFieldTable()
+    rf.set(x, INPUT_FIELD)
+    depth_of: dict[int, int] = {id(x): 0}
+    keep_alive: list[Tensor] = [x]
+    uncounted: dict[str, int] = {}
+    parameter_storages: set[int] = set()
+    for tensor in (state.values() if state is not None else [*model.parameters(), *model.buffers()]):
+        parameter_storages.add(storage_key(tensor))
+    saved: dict[int, int] = {}
+
+    def unique(name: str) -> str:
+        count = used_names.get(name, 0)
+        used_names[name] = count + 1
+        return name if count == 0 else f"{name}_{count}"
+
+    def module_depth(path: str) -> int:
+        return len(path.split(".")) if path else 0
+
+    def on_op(func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        if func.namespace != "aten":
+            return
+        name = rules.op_name(func)
+        macs = rules.macs_of(func, args, kwargs, out)
+        flops, known = rules.flops_of(func, args, kwargs, out, macs)
+        if not known:
+            uncounted[name] = uncounted.get(name, 0) + 1
+        rf.propagate(func, args, kwargs, out)
+        outputs = [t for t in _flat_tensors(out)]
+        inputs = _flat_tensors((args, kwargs))
+        path_depth = max((depth_of.get(id(t), 0) for t in inputs), default=0) + (1 if macs > 0 else 0)
+        for t in outputs:
+            depth_of[id(t)] = path_depth
+            keep_alive.append(t)
+        aliasing = rules.returns_alias(func)
+        if not aliasing:
+            for frame in stack:
+                frame.fresh.update(storage_key(t) for t in outputs)
+        frame = stack[-1] if stack else None
+        if frame is not None and frame.leaf:
+            row = frame.row
+            assert row is not None
+        else:
+            if name in rules.NO_ROW_OPS:
+                return
+            parent = frame.path if frame is not None else ""
+            base = f"{display(parent)}.{name}" if parent else name
+            row = RawRow(
+                path=parent, name=unique(base), type=name, depth=module_depth(parent) + 1, functional=True
+            )
+            rows.append(row)
+            if frame is not None:
+                params.assign(frame.path, row)
+            main = outputs[0] if outputs else None
+            if main is not None:
+                row.output_shape = list(main.shape)
+                if not aliasing:
+                    row.activations = main.numel()
+                    row.activation_bytes = main.numel() * main.element_size()
+                row.rf = rf.get(main)
+        row.macs += macs
+        row.flops += flops
+        row.add_spec(rules.op_spec(func, args, kwargs, out))
+
+    def pre_hook(path: str) -> Callable[[nn.Module, Any], None]:
+        def hook(module: nn.Module, _args: Any) -> None:
+            leaf = not any(True for _ in module.children())
+            row = None
+            if leaf:
+                row = RawRow(
+                    path=path,
+                    name=unique(display(path) or type(module).__name__),
+                    type=type(module).__name__,
+                    depth=module_depth(path),
+                    functional=False,
+                    module_attrs=_module_attrs(module),
+                )
+                rows.append(row)
+                params.assign(path, row)
+            stack.append(_Frame(path=path, module=module, leaf=leaf, row=row, first_row=len(rows) - (1 if leaf else 0)))
+
+        return hook
+
+    def post_hook(path: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, _args: Any, out: Any) -> None:
+            if not stack or stack[-1].module is not module:
+                return  # unwinding after an error
+            frame = stack.pop()
+            if frame.leaf and frame.row is not None:
+                outputs = _flat_tensors(out)
+                row = frame.row
+                if outputs:
+                    row.output_shape = list(outputs[0].shape)
+                    row.rf = rf.get(outputs[0])
+                counted: set[int] = set()
+                for t in outputs:
+                    key = storage_key(t)
+                    if key in frame.fresh and key not in counted:
+                        counted.add(key)
+                        row.activations += t.numel()
+                        row.activation_bytes += t.numel() * t.element_size()
+            elif path in params.by_path and path not in params.assigned:
+                # A container that owns parameters but ran no op of its own.
+                if len(rows) > frame.first_row:
+                    params.assign(path, rows[-1])
+
+        return hook
+
+    def pack(tensor: Tensor) -> Tensor:
+        key = storage_key(tensor)
+        if key not in parameter_storages:
+            saved[key] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    handles = []
+    for path, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(pre_hook(path)))
+        handles.append(module.register_forward_hook(post_hook(path), always_call=True))
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _Tracer(on_op):
+            if state is not None:
+                output = torch.func.functional_call(model, state, (x,))
+            else:
+                output = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    network_depth = max(depth_of.values(), default=0)
+    return TraceResult(
+        rows=rows,
+        output=output,
+        input_field=INPUT_FIELD,
+        network_depth=network_depth,
+        saved_bytes=sum(saved.values()),
+        uncounted_ops=uncounted,
+        unused_params=params.unassigned_numel(),
+    )
+
+
+def _flat_tensors(value: Any) -> list[Tensor]:
+    found: list[Tensor] = []
+
+    def visit(item: Any) -> None:
+        if isinstance(item, Tensor):
+            found.append(item)
+        elif isinstance(item, (list, tuple)):
+            for sub in item:
+                visit(sub)
+        elif isinstance(item, dict):
+            for sub in item.values():
+                visit(sub)
+
+    visit(value)
+    return found
+
+
+def _module_attrs(module: nn.Module) -> dict[str, Any]:
+    """The few module settings a spec needs that no op reveals (dropout in eval runs no op)."""
+    attrs: dict[str, Any] = {}
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        attrs["dropout"] = module.p
+    for key in ("size", "alpha", "beta", "k"):
+        if "LocalResponseNorm" in type(module).__name__ and hasattr(module, key):
+            attrs[f"lrn_{key}"] = getattr(module, key)
+    return attrs
