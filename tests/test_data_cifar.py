@@ -101,16 +101,16 @@ def test_checksum_constants_are_torchvisions() -> None:
 
 
 # -- a Python-2 era batch, written opcode by opcode ---------------------------------------------
-def python2_batch(data: np.ndarray, labels: list[int]) -> bytes:
+def python2_batch(data: np.ndarray, labels: list[int], *, claimed_shape: tuple[int, int] | None = None) -> bytes:
     """The bytes cPickle (protocol 2) wrote for the original batches: numpy.core names, the array
     data as a Python-2 str (BINSTRING), keys as str."""
     def s(text: bytes) -> bytes:  # SHORT_BINSTRING
         return b"U" + bytes([len(text)]) + text
 
-    n, width = data.shape
+    n, width = claimed_shape or data.shape
     out = b"\x80\x02}(" + s(b"data")
     out += b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + s(b"b") + b"\x87R"
-    out += b"(K\x01" + b"M" + struct.pack("<H", n) + b"M" + struct.pack("<H", width) + b"\x86"
+    out += b"(K\x01" + b"J" + struct.pack("<i", n) + b"J" + struct.pack("<i", width) + b"\x86"
     out += b"cnumpy\ndtype\n" + s(b"u1") + b"K\x00K\x01\x87R(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
     out += b"\x89T" + struct.pack("<I", data.nbytes) + data.tobytes() + b"tb"
     out += s(b"labels") + b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"e"
@@ -125,6 +125,13 @@ def test_python2_batch_reads_like_pickle_itself_reads_it(tmp_path: Path) -> None
     ours = restricted_load(tmp_path / "b")
     assert np.array_equal(reference["data"], data) and np.array_equal(ours["data"], data)
     assert ours["labels"] == reference["labels"] == [3, 9]
+
+
+def test_array_whose_header_claims_more_data_than_it_has_is_refused(tmp_path: Path) -> None:
+    data = np.zeros((2, 3072), dtype=np.uint8)
+    (tmp_path / "b").write_bytes(python2_batch(data, [0, 1], claimed_shape=(2**31 - 1, 2**31 - 1)))
+    with pytest.raises(DataError, match=r"needs 4611686014132420609 bytes of data, has 6144"):
+        restricted_load(tmp_path / "b")
 
 
 # -- hostile and malformed batches -------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ class _PickledArray:
         if self.shape is None or self.dtype is None or self.raw is None:
             raise DataError("pickled array was never given its data")
         dtype = self.dtype.to_numpy()
-        expected = int(np.prod(self.shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(self.shape) * dtype.itemsize  # exact Python ints: no int64 wrap-around
         if len(self.raw) != expected:
             raise DataError(f"pickled array of shape {self.shape} needs {expected} bytes of data, has {len(self.raw)}")
         return np.frombuffer(self.raw, dtype=dtype).reshape(self.shape, order="F" if self.fortran else "C")

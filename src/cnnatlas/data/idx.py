@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
+import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def parse_idx(data: bytes, *, source: str, expected_magic: int) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if any(size == 0 for size in shape[1:]):
         raise DataError(f"{source}: header gives a zero dimension in shape {shape}")
-    expected_len = header_len + int(np.prod(shape, dtype=np.int64))
+    expected_len = header_len + math.prod(shape)  # exact Python ints: no int64 wrap-around
     if len(data) != expected_len:
         problem = "truncated" if len(data) < expected_len else "longer than its header says"
         raise DataError(f"{source}: file is {problem}: {len(data)} bytes, expected {expected_len} (header shape {'×'.join(map(str, shape))})")

@@ -61,14 +61,15 @@ class DenseLayer(nn.Module):
 
     def _first_conv_recomputed(self, inputs: Sequence[Tensor]) -> Tensor:
         # The backward-pass recomputation must not update BN running statistics a second
-        # time (torchvision's checkpointed DenseNet does): same batch statistics, no update.
+        # time (torchvision's checkpointed DenseNet does): the same batch-norm call with
+        # momentum 0 leaves them as they are and saves the same tensors for backward.
         norm = self.norm1
         x = torch.cat(list(inputs), 1)
         if norm.training:
-            x = F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+            x = F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias, True, 0.0, norm.eps)
         else:
             x = norm(x)
-        return self.conv1(F.relu(x))
+        return self.conv1(self.relu1(x))
 
     def _checkpointed_first_conv(self, inputs: Sequence[Tensor]) -> Tensor:
         calls = [0]

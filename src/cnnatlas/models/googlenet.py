@@ -351,11 +351,11 @@ class GoogLeNet(AtlasModel):
     def reset_classifier(self, num_classes: int) -> None:
         fc = self._module("fc")
         setattr(self, _TORCHVISION_NAMES["fc"] if self.layout.torchvision_names else "fc",
-                nn.Linear(fc.in_features, num_classes))
+                nn.Linear(fc.in_features, num_classes, device=fc.weight.device))  # meta stays meta
         if self.aux_logits:
             for role in ("aux1", "aux2"):
                 head = self._module(role)
-                head.fc2 = nn.Linear(head.fc2.in_features, num_classes)
+                head.fc2 = nn.Linear(head.fc2.in_features, num_classes, device=head.fc2.weight.device)
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

@@ -118,7 +118,7 @@ class NiN(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier
-        new = nn.Conv2d(old.in_channels, num_classes, 1)
+        new = nn.Conv2d(old.in_channels, num_classes, 1, device=old.weight.device)  # meta stays meta
         nn.init.kaiming_normal_(new.weight, mode="fan_in", nonlinearity="relu")
         nn.init.zeros_(new.bias)
         setattr(self, self._head_names[0], new)

@@ -137,7 +137,8 @@ class VGG(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier[6]
-        self.classifier[6] = nn.Linear(old.in_features, num_classes)
+        # On the old layer's device, so a model built on the meta device stays there.
+        self.classifier[6] = nn.Linear(old.in_features, num_classes, device=old.weight.device)
         nn.init.normal_(self.classifier[6].weight, 0.0, 0.01)
         nn.init.zeros_(self.classifier[6].bias)
         self.num_classes = num_classes
