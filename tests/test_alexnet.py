@@ -219,3 +219,12 @@ def test_model_parallel_across_a_gpu_and_the_cpu() -> None:
     assert got.device.type == "cuda"
     assert (expected - got.cpu()).abs().max() <= 1e-4  # TF32/cuDNN vs CPU arithmetic
     assert isinstance(single, AlexNet2012)
+
+
+def test_alexnet_macs_match_torchvision_ops() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        _meta("alexnet")(torch.empty(1, 3, 224, 224, device="meta"))
+    # torchvision 0.29 weights metadata: "_ops": 0.714 (GMACs at 224×224).
+    assert round(counter.get_total_flops() / 2 / 1e9, 3) == 0.714

@@ -4,7 +4,6 @@ Szegedy et al. 2014 §6 crop areas/aspect ratios, VGG §3.1 / ResNet §3.4 scale
 
 from __future__ import annotations
 
-import math
 import pickle
 
 import pytest

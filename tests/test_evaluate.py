@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -244,11 +243,6 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 
 def test_evaluate_command_prints_the_json_contract(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("cnnatlas.data", reason="data sets not available")
-    from cnnatlas import data as data_module
-
-    if not hasattr(data_module, "load_dataset"):
-        pytest.skip("cnnatlas.data.load_dataset not landed yet")
     code, out, err = _cli(capsys, "evaluate", str(run_dir), "--format", "json")
     assert code == 0, err
     result = json.loads(out)
@@ -318,3 +312,18 @@ def test_image_folder_matches_the_same_images_in_memory(tmp_path: Path, workers:
     assert model.seen[0][-2:] == (16, 16)
     assert from_folder == evaluate(model, array_data, adapter=adapter, crop_size=16, batch_size=4)
     assert from_folder["n"] == 9 and folder_data.transform is None  # the caller's data set is untouched
+
+
+def test_wrapped_models_are_evaluated_like_the_model_itself() -> None:
+    # The trainer may hand in a torch.compile / DDP wrapper; metadata and main_logits come from
+    # the network inside. A stand-in wrapper with `.module`, as DistributedDataParallel has:
+    class Wrapper(nn.Module):
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.module(x)
+
+    data, model, adapter = _dataset(), _model(), _adapter()
+    assert evaluate(Wrapper(model), data, adapter=adapter) == evaluate(model, data, adapter=adapter)

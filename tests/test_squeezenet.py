@@ -40,15 +40,17 @@ def test_loads_torchvision_weights_and_gives_the_same_logits(name: str, tmp_path
         assert (ours(x) - reference(x)).abs().max() <= 1e-5
 
 
-def test_table1_output_sizes_of_squeezenet1_0_at_224() -> None:
-    # Table 1, "output size" column.
+def test_table1_output_sizes_of_squeezenet1_0() -> None:
+    # Table 1, "output size" column. Its sizes (conv1 111×111) are those of a 227×227 input —
+    # the crop of the authors' Caffe model — although the table's first row says 224×224
+    # (a 7×7/2 unpadded conv maps 224 to 109).
     model = _meta("squeezenet1_0")
     names = model.paper_layer_names()
     shapes: dict[str, tuple[int, ...]] = {}
     for path, module in model.named_modules():
         if path in names and "." not in names[path]:
             module.register_forward_hook(lambda _m, _i, out, n=names[path]: shapes.__setitem__(n, tuple(out.shape[1:])))
-    model(torch.empty(1, 3, 224, 224, device="meta"))
+    model(torch.empty(1, 3, 227, 227, device="meta"))
     assert shapes["conv1"] == (96, 111, 111)
     assert shapes["maxpool1"] == (96, 55, 55)
     assert shapes["fire2"] == shapes["fire3"] == (128, 55, 55)

@@ -75,12 +75,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_models)
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from cnnatlas.registry import list_models, model_info
+def model_rows(names: Sequence[str]) -> list[dict]:
+    """One JSON-ready row per model: registry metadata plus figures read off a meta build."""
+    from cnnatlas.registry import model_info
 
-    names = list_models(args.pattern)
-    if not names:
-        raise_input(f"no model matches {args.pattern!r}; run `cnnatlas models` for the list")
     rows = []
     for name in names:
         info = model_info(name)
@@ -88,7 +86,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
             {
                 "name": name,
                 "family": info.family,
-                "paper": f"{info.paper.authors} {info.paper.year}",
+                "paper": f"{info.paper.short()} {info.paper.year}",
+                "title": info.paper.title,
+                "url": info.paper.url,
                 "year": info.paper.year,
                 "params": info.params,
                 "trainable_params": info.trainable_params,
@@ -97,26 +97,48 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 "dataset": info.dataset,
                 "num_classes": info.num_classes,
                 "torchvision": info.torchvision_name,
+                "default_recipe": info.default_recipe,
             }
         )
+    return rows
+
+
+def models_markdown(rows: Sequence[dict]) -> str:
+    """The README's model table."""
+    lines = [
+        "| model | paper | year | params | default input | data set | torchvision weights |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    for r in rows:
+        paper = f"[{r['paper'].rsplit(' ', 1)[0]}]({r['url']})" if r["url"] else r["paper"]
+        lines.append(
+            f"| `{r['name']}` | {paper} | {r['year']} | {r['params']:,} | {'×'.join(map(str, r['input_size']))} "
+            f"| {r['dataset']} | {r['torchvision'] or '—'} |"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from cnnatlas.registry import list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise_input(f"no model matches {args.pattern!r}; run `cnnatlas models` for the list")
+    rows = model_rows(names)
     if args.format == "json":
         print(json.dumps(rows, indent=1))
-        return 0
-    headers = ["name", "family", "paper", "params", "input"]
-    cells = [[r["name"], r["family"], r["paper"], f"{r['params']:,}", "×".join(map(str, r["input_size"]))] for r in rows]
-    if args.format == "markdown":
-        print("| " + " | ".join(headers) + " |")
-        print("|" + "|".join("---" for _ in headers) + "|")
-        for c in cells:
-            print("| " + " | ".join(c) + " |")
-        return 0
-    from rich.console import Console
-    from rich.table import Table
+    elif args.format == "markdown":
+        print(models_markdown(rows))
+    else:
+        from rich.console import Console
+        from rich.table import Table
 
-    table = Table(*headers, title=f"{len(rows)} models")
-    for c in cells:
-        table.add_row(*c)
-    Console().print(table)
+        table = Table("name", "family", "paper", "params", "input", "data set", title=f"{len(rows)} models")
+        for r in rows:
+            table.add_row(
+                r["name"], r["family"], r["paper"], f"{r['params']:,}", "×".join(map(str, r["input_size"])), r["dataset"]
+            )
+        Console().print(table)
     return 0
 
 

@@ -33,6 +33,13 @@ class Paper:
     def cite(self) -> str:
         return f"{self.authors} ({self.year}), {self.title}. {self.venue}"
 
+    def short(self) -> str:
+        """"Simonyan & Zisserman", "He et al." — how tables name a paper."""
+        surnames = [a.strip().split()[-1] for a in self.authors.split(",") if a.strip()]
+        if len(surnames) <= 2:
+            return " & ".join(surnames)
+        return f"{surnames[0]} et al."
+
 
 @dataclass(frozen=True)
 class PublishedResult:

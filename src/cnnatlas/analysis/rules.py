@@ -189,7 +189,7 @@ ZERO_COST_OPS = frozenset(
     empty_strided empty_like zeros zeros_like ones ones_like full fill zero new_zeros new_empty
     new_ones split split_with_sizes chunk unbind narrow index_select flatten unflatten as_strided
     rand rand_like randn bernoulli uniform normal scalar_tensor _local_scalar_dense
-    max_unpool2d channel_shuffle native_channel_shuffle pixel_shuffle""".split()
+    index max_unpool2d channel_shuffle native_channel_shuffle pixel_shuffle""".split()
 )
 
 # Ops that never get a functional row of their own: allocation and autograd bookkeeping.
@@ -212,10 +212,16 @@ def flops_of(func: Any, args: tuple, kwargs: dict, out: Any, macs: int) -> tuple
 
 
 # -- tensor aliasing ---------------------------------------------------------------------------------
+_ALIAS_CACHE: dict[Any, bool] = {}
+
+
 def returns_alias(func: Any) -> bool:
     """True for views and in-place ops: their output shares memory with an input, so it is
     not a new activation."""
-    return any(ret.alias_info is not None for ret in func._schema.returns)
+    cached = _ALIAS_CACHE.get(func)
+    if cached is None:
+        cached = _ALIAS_CACHE[func] = any(ret.alias_info is not None for ret in func._schema.returns)
+    return cached
 
 
 # -- spec strings --------------------------------------------------------------------------------------

@@ -143,7 +143,7 @@ class _Tracer(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         # Same rule as FlopCounterMode: decompose whatever can be decomposed, count the rest.
-        if func is not torch.ops.prim.device.default:
+        if func is not torch.ops.prim.device.default and func not in _FAST_META:
             with self:
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:
@@ -169,6 +169,32 @@ def _fast_batch_norm_eval(x: Tensor, weight: Any, bias: Any, mean: Tensor, var: 
     if not _plain_meta(x, mean, var):
         return None
     return torch.empty_like(x), x.new_empty(mean.shape), x.new_empty(mean.shape)
+
+
+def _fast_batch_norm(x: Tensor, weight: Any, bias: Any, mean: Any, var: Any, training: bool, *rest: Any) -> Any:
+    # Inference form only; its decomposition ends in the op above.
+    if training or mean is None or not _plain_meta(x, mean, var):
+        return None
+    return torch.empty_like(x), x.new_empty(mean.shape), x.new_empty(mean.shape)
+
+
+def _fast_convolution(
+    x: Tensor, weight: Tensor, bias: Any, stride: list, padding: list, dilation: list,
+    transposed: bool, output_padding: list, groups: int,
+) -> Tensor | None:
+    # The meta kernel computes the output shape in Python (~1 ms); for a plain 2-D convolution
+    # of contiguous tensors it is the textbook formula, and the result is contiguous.
+    if transposed or x.dim() != 4 or weight.dim() != 4 or not _plain_meta(x, weight):
+        return None
+    if len(stride) != 2 or len(padding) != 2 or len(dilation) != 2 or x.shape[1] != weight.shape[1] * groups:
+        return None
+    size = [
+        (int(x.shape[2 + a]) + 2 * int(padding[a]) - int(dilation[a]) * (int(weight.shape[2 + a]) - 1) - 1) // int(stride[a]) + 1
+        for a in range(2)
+    ]
+    if min(size) < 1:
+        return None  # let the real kernel raise its own error
+    return x.new_empty((x.shape[0], weight.shape[0], *size))
 
 
 def _fast_cat(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
@@ -213,6 +239,8 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
 _FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _fast_batch_norm_eval,
     torch.ops.aten.cat.default: _fast_cat,
+    torch.ops.aten.native_batch_norm.default: _fast_batch_norm,
+    torch.ops.aten.convolution.default: _fast_convolution,
 }
 
 

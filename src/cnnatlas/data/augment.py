@@ -168,29 +168,23 @@ def _grayscale(x: Tensor) -> Tensor:
 def photometric_distortions(x: Tensor, gen: torch.Generator, factor_range: tuple[float, float] = PHOTOMETRIC_RANGE) -> Tensor:
     """Howard 2013 §2.1 as PIL's ImageEnhance does it: brightness (blend with black), contrast
     (blend with the image's mean grey) and colour (blend with its greyscale), each with a factor
-    from ``factor_range``, in a random order per image; clipped to [0,1] after each step."""
+    from ``factor_range``, in a random order per image; clipped to [0,1] after each step.
+
+    All three are the same blend ``f·x + (1−f)·D`` with a different "degenerate" image D, so
+    each of the three steps is one blend with a per-image f and D — not three ops and a select.
+    """
     n, device = x.shape[0], x.device
-    factors = _uniform(3 * n, *factor_range, gen, device).view(3, n, 1, 1, 1).to(x.dtype)
+    factors = _uniform(3 * n, *factor_range, gen, device).view(3, n).to(x.dtype)
     order = torch.rand(n, 3, generator=gen, device=device).argsort(dim=1)  # a random permutation per image
-
-    def brightness(img: Tensor) -> Tensor:
-        return img * factors[0]
-
-    def contrast(img: Tensor) -> Tensor:
-        mean = _grayscale(img).mean(dim=(1, 2, 3), keepdim=True)
-        return mean + factors[1] * (img - mean)
-
-    def colour(img: Tensor) -> Tensor:
-        grey = _grayscale(img)
-        return grey + factors[2] * (img - grey)
-
-    operations = (brightness, contrast, colour)
+    rows = torch.arange(n, device=device)
     for slot in range(3):
-        chosen = order[:, slot]
-        out = x
-        for index, operation in enumerate(operations):
-            out = torch.where((chosen == index)[:, None, None, None], operation(x), out)
-        x = out.clamp_(0.0, 1.0)
+        chosen = order[:, slot]  # 0 brightness, 1 contrast, 2 colour
+        grey = _grayscale(x)  # N×1×H×W
+        mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+        pick = chosen[:, None, None, None]
+        degenerate = torch.where(pick == 0, 0.0, torch.where(pick == 1, mean, grey))
+        factor = factors[chosen, rows][:, None, None, None]
+        x = torch.lerp(degenerate.expand_as(x), x, factor.expand_as(x)).clamp_(0.0, 1.0)
     return x
 
 

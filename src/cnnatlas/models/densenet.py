@@ -209,7 +209,9 @@ class DenseNet(AtlasModel):
         return self.classifier(torch.flatten(self.global_pool(self.relu5(x)), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = nn.Linear(self.num_features, num_classes)
+        # Build on the device of the current head (meta-built models stay on meta).
+        weight = self.classifier.weight
+        self.classifier = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
         nn.init.constant_(self.classifier.bias, 0)
         self.num_classes = num_classes
 

@@ -206,7 +206,9 @@ class FractalNet(AtlasModel):
         return self.fc(torch.flatten(self.global_pool(x), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc = nn.Linear(self.num_features, num_classes)
+        # Build on the device of the current head (meta-built models stay on meta).
+        weight = self.fc.weight
+        self.fc = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
         nn.init.xavier_uniform_(self.fc.weight)
         nn.init.zeros_(self.fc.bias)
         self.num_classes = num_classes

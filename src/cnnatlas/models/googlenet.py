@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
+from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm
 from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
 
@@ -130,14 +131,17 @@ class AuxPool(nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, then adaptive to {self.out_size}×{self.out_size}"
+        size = self.out_size
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, then adaptive to {size}×{size}"
 
 
 class InceptionAux(nn.Module):
     """Auxiliary classifier (§5): average pool → 1×1 conv 128 + ReLU → FC 1024 + ReLU →
     dropout 0.7 → FC classes. Attribute names are torchvision's."""
 
-    def __init__(self, in_chans: int, num_classes: int, *, pool: nn.Module, batch_norm: bool, dropout: float = 0.7) -> None:
+    def __init__(
+        self, in_chans: int, num_classes: int, *, pool: nn.Module, batch_norm: bool, dropout: float = 0.7
+    ) -> None:
         super().__init__()
         self.pool = pool
         self.conv = ConvUnit(in_chans, 128, 1, batch_norm=batch_norm)
@@ -194,10 +198,14 @@ class Layout:
 
 
 LAYOUTS = {
-    "paper": Layout(batch_norm=False, lrn=True, kernel_5x5=5, pool4_kernel=3, dropout=0.4, torchvision_names=False,
-                    min_input_size=31),
-    "torchvision": Layout(batch_norm=True, lrn=False, kernel_5x5=3, pool4_kernel=2, dropout=0.2, torchvision_names=True,
-                          min_input_size=15),
+    "paper": Layout(
+        batch_norm=False, lrn=True, kernel_5x5=5, pool4_kernel=3, dropout=0.4, torchvision_names=False,
+        min_input_size=31,
+    ),
+    "torchvision": Layout(
+        batch_norm=True, lrn=False, kernel_5x5=3, pool4_kernel=2, dropout=0.2, torchvision_names=True,
+        min_input_size=15,
+    ),
 }
 
 # Display names of the modules inside an inception module / conv unit / aux head (Caffe's).
@@ -230,6 +238,8 @@ class GoogLeNet(AtlasModel):
         aux_dropout: float = 0.7,
     ) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans)
+        if transform_input and in_chans != 3:
+            raise InputError(f"transform_input re-normalises RGB input; it needs in_chans=3, got {in_chans}")
         self.layout = layout
         self.min_input_size = layout.min_input_size
         self.aux_logits = aux_logits

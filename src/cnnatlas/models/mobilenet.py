@@ -120,7 +120,9 @@ class MobileNetV1(AtlasModel):
         return self.classifier(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.classifier = nn.Linear(self.num_features, num_classes)
+        # Build on the device of the current head (meta-built models stay on meta).
+        weight = self.classifier.weight
+        self.classifier = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
         nn.init.normal_(self.classifier.weight, 0, 0.01)
         nn.init.zeros_(self.classifier.bias)
         self.num_classes = num_classes

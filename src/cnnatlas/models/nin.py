@@ -136,12 +136,12 @@ NIN_IMAGENET = (
     MlpConvStage(3, 1, 1, (384, 384, 384), pool=("max", 3, 2), dropout=0.5),
     MlpConvStage(3, 1, 1, (1024, 1024, None)),
 )
-# CIFAR-10 model (§4.2: "three stacked mlpconv layers … followed by spatial max pooling …
-# dropout"): the authors' cuda-convnet layer file (github.com/mavenlin/cuda-convnet, NIN/):
-# conv1 192@5×5 pad 2, cccp1 160, cccp2 96, max 3×3/2, dropout 0.5; conv2 192@5×5 pad 2,
-# cccp3/4 192, 3×3/2 pool, dropout 0.5; conv3 192@3×3 pad 1, cccp5 192, cccp6 10; global 8×8
-# average. The second pool is an *average* pool in the released configs (also in the
-# pytorchcv port, osmr/imgclsmob nin_cifar.py, which counts 966,986 parameters).
+# CIFAR-10 model (§4.1: "three stacked mlpconv layers … followed by a spatial max pooling
+# layer"; dropout between them, §4.2): the authors' cuda-convnet layer file (github.com/mavenlin/
+# cuda-convnet, NIN/) gives conv1 192@5×5 pad 2, cccp1 160, cccp2 96, max 3×3/2, dropout 0.5;
+# the rest follows the pytorchcv port of the model-zoo prototxt (osmr/imgclsmob nin_cifar.py,
+# 966,986 parameters): conv2 192@5×5 pad 2, cccp3/4 192, *average* 3×3/2 pool, dropout 0.5;
+# conv3 192@3×3 pad 1, cccp5 192, cccp6 10; global 8×8 average.
 NIN_CIFAR = (
     MlpConvStage(5, 1, 2, (192, 160, 96), pool=("max", 3, 2), dropout=0.5),
     MlpConvStage(5, 1, 2, (192, 192, 192), pool=("avg", 3, 2), dropout=0.5),

@@ -26,7 +26,7 @@ the ImageNet ResNet, Wide ResNet and ResNeXt variants unchanged.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -539,7 +539,6 @@ class _Variant:
     recipe: str
     results: tuple[PublishedResult, ...] = ()
     torchvision: str | None = None
-    num_classes: int = field(default=0)  # 0: 1000 for ImageNet stems, 10 for CIFAR stems
 
 
 _T3 = "Table 3, 10-crop, ImageNet val"
@@ -658,7 +657,7 @@ def _register_all() -> None:
                 paper=v.paper,
                 input_size=(3, 224, 224) if imagenet else (3, 32, 32),
                 dataset="ImageNet-1k" if imagenet else "CIFAR-10",
-                num_classes=v.num_classes or (1000 if imagenet else 10),
+                num_classes=1000 if imagenet else 10,
                 description=v.description,
                 results=v.results,
                 torchvision_name=v.torchvision,

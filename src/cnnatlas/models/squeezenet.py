@@ -138,7 +138,9 @@ class SqueezeNet(AtlasModel):
         return torch.flatten(self.classifier(x), 1)
 
     def reset_classifier(self, num_classes: int) -> None:
-        final_conv = nn.Conv2d(self.num_features, num_classes, kernel_size=1)
+        # Build on the device of the current head (meta-built models stay on meta).
+        weight = self.classifier[1].weight
+        final_conv = nn.Conv2d(self.num_features, num_classes, kernel_size=1, device=weight.device, dtype=weight.dtype)
         nn.init.normal_(final_conv.weight, mean=0.0, std=0.01)
         nn.init.constant_(final_conv.bias, 0)
         self.classifier[1] = final_conv

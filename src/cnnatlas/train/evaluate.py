@@ -134,7 +134,7 @@ def ensemble_evaluate(
     for model in (m.model for m in members):
         model.eval().to(device)
     with torch.inference_mode():
-        folder_side = folder_size or round((crop_size or _paper_side(members[0].model) or 224) * 8 / 7)
+        folder_side = folder_size or round((crop_size or _paper_side(_unwrap(members[0].model)) or 224) * 8 / 7)
         for images, labels in _batches(dataset, batch_size, device, folder_side, num_workers):
             log_probs = _ensemble_log_probs(members, images, tta, crop_size)
             labels = labels.to(device)
@@ -255,7 +255,7 @@ def _as_member(run: Any) -> EnsembleMember:
 
 
 def _num_classes(members: Sequence[EnsembleMember]) -> int:
-    counts = {int(getattr(m.model, "num_classes", 0)) for m in members}
+    counts = {int(getattr(_unwrap(m.model), "num_classes", 0)) for m in members}
     if len(counts) != 1:
         raise InputError(f"ensemble members disagree on the number of classes: {sorted(counts)}")
     (count,) = counts
@@ -350,15 +350,28 @@ def _ensemble_log_probs(
     """log of the softmax averaged over every member and every view: N×K."""
     stacked = []
     for member in members:
+        inner = _unwrap(member.model)
         ready = member.adapter(images)
-        views = _views(ready, tta, member.model, crop_size or _paper_side(member.model))
-        for view in views:
-            logits = member.model.main_logits(member.model(view)) if hasattr(member.model, "main_logits") else member.model(view)
+        for view in _views(ready, tta, inner, crop_size or _paper_side(inner)):
+            output = member.model(view)
+            logits = inner.main_logits(output) if hasattr(inner, "main_logits") else output
             stacked.append(F.log_softmax(logits.float(), dim=1))
     if len(stacked) == 1:
         return stacked[0]
     # log(mean(p)) computed as logsumexp(log p) − log(count): exact where p underflows.
     return torch.logsumexp(torch.stack(stacked), dim=0) - math.log(len(stacked))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The AtlasModel inside a DistributedDataParallel (``.module``) or ``torch.compile``
+    (``._orig_mod``) wrapper, for its metadata and ``main_logits``; calls still go through
+    the wrapper."""
+    for _ in range(3):
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            break
+        model = inner
+    return model
 
 
 def _views(x: Tensor, tta: str, model: nn.Module, paper_side: int | None) -> list[Tensor]:

@@ -634,10 +634,15 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+            if self.recipe.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             loss.backward()
+            if self.recipe.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
             self.optimizer.step()
         correct = int((self.model.main_logits(output).detach().argmax(1) == labels).sum())
         return loss_value, correct

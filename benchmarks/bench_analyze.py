@@ -1,0 +1,81 @@
+"""Analyser speed and totals against fvcore and ptflops on the same models.
+
+    python benchmarks/bench_analyze.py [MODEL ...] [--repeat N]
+
+cnnatlas traces on the meta device (no weights, no arithmetic); fvcore (FlopCountAnalysis,
+a JIT trace plus a real forward) and ptflops (get_model_complexity_info, module hooks on a
+real forward) need a built model with real weights and run real arithmetic. Times are the
+best of N runs of the analysis call itself; the model build for fvcore/ptflops is timed
+separately and reported, because a user pays it too. Totals are printed side by side; the
+conventions that explain each difference are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import time
+import warnings
+
+import torch
+
+import cnnatlas
+from cnnatlas.analysis import analyze
+
+DEFAULT_MODELS = ["alexnet", "vgg16", "googlenet", "resnet50", "densenet121", "mobilenet_v1_100"]
+
+
+def best_of(repeat: int, fn) -> tuple[float, object]:  # noqa: ANN001
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    from fvcore.nn import FlopCountAnalysis
+    from ptflops import get_model_complexity_info
+
+    torch.set_grad_enabled(False)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    header = f"{'model':18s} {'ours s':>8s} {'fvcore s':>9s} {'ptflops s':>9s} {'build s':>8s} {'speed-up':>8s} | {'ours MACs':>15s} {'fvcore':>15s} {'ptflops':>15s} | {'ours params':>12s} {'ptflops':>12s}"
+    print(header)
+    print("-" * len(header))
+    speedups = []
+    for name in args.models:
+        info = cnnatlas.model_info(name)
+        ours_t, ours = best_of(args.repeat, lambda: analyze(name))
+        build_t, model = best_of(1, lambda: cnnatlas.create_model(name).eval())
+        x = torch.randn(1, *info.input_size)
+
+        def run_fvcore() -> int:
+            analysis = FlopCountAnalysis(model, x)
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
+            return int(analysis.total())
+
+        fv_t, fv_total = best_of(args.repeat, run_fvcore)
+        pt_t, (pt_macs, pt_params) = best_of(
+            args.repeat,
+            lambda: get_model_complexity_info(model, tuple(info.input_size), as_strings=False, print_per_layer_stat=False, verbose=False),
+        )
+        speedup = min(fv_t, pt_t) / ours_t
+        speedups.append(speedup)
+        print(
+            f"{name:18s} {ours_t:8.3f} {fv_t:9.3f} {pt_t:9.3f} {build_t:8.3f} {speedup:7.1f}× | "
+            f"{ours.totals['macs']:15,d} {fv_total:15,d} {int(pt_macs):15,d} | {ours.totals['params']:12,d} {int(pt_params):12,d}"
+        )
+    print(f"speed-up over the faster of fvcore/ptflops (analysis call only): min {min(speedups):.1f}×, max {max(speedups):.1f}×")
+
+
+if __name__ == "__main__":
+    main()
