@@ -39,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--all", action="store_true", help="also time every registered model once, in total (target < 30 s)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("fvcore").setLevel(logging.ERROR)
@@ -50,7 +51,7 @@ def main() -> None:
     header = f"{'model':18s} {'ours s':>8s} {'fvcore s':>9s} {'ptflops s':>9s} {'build s':>8s} {'speed-up':>8s} | {'ours MACs':>15s} {'fvcore':>15s} {'ptflops':>15s} | {'ours params':>12s} {'ptflops':>12s}"
     print(header)
     print("-" * len(header))
-    speedups = []
+    speedups, end_to_end = [], []
     for name in args.models:
         info = cnnatlas.model_info(name)
         ours_t, ours = best_of(args.repeat, lambda: analyze(name))
@@ -70,11 +71,23 @@ def main() -> None:
         )
         speedup = min(fv_t, pt_t) / ours_t
         speedups.append(speedup)
+        end_to_end.append((build_t + min(fv_t, pt_t)) / ours_t)
         print(
             f"{name:18s} {ours_t:8.3f} {fv_t:9.3f} {pt_t:9.3f} {build_t:8.3f} {speedup:7.1f}× | "
             f"{ours.totals['macs']:15,d} {fv_total:15,d} {int(pt_macs):15,d} | {ours.totals['params']:12,d} {int(pt_params):12,d}"
         )
     print(f"speed-up over the faster of fvcore/ptflops (analysis call only): min {min(speedups):.1f}×, max {max(speedups):.1f}×")
+    print(f"speed-up from a model name to its totals (their build included): min {min(end_to_end):.1f}×, max {max(end_to_end):.1f}×")
+    if args.all:
+        names = cnnatlas.list_models()
+        start = time.perf_counter()
+        per_model = []
+        for name in names:
+            t, _ = best_of(1, lambda: analyze(name))
+            per_model.append((t, name))
+        total = time.perf_counter() - start
+        slowest = ", ".join(f"{n} {t:.2f} s" for t, n in sorted(per_model)[-3:])
+        print(f"all {len(names)} registered models at their default inputs: {total:.1f} s (slowest: {slowest})")
 
 
 if __name__ == "__main__":

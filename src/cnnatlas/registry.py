@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from cnnatlas.errors import InputError
 
@@ -136,11 +137,43 @@ def create_model(
     return model
 
 
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Turns the in-place fills of weight initialisation into no-ops on meta tensors.
+
+    On the meta device ``normal_``/``uniform_``/… compute nothing, yet each still runs
+    PyTorch's Python reference implementation (shape checks, decompositions): initialising a
+    ResNet-50 that way costs more than building it. Every op listed returns its input's shape
+    unchanged, so skipping it cannot change the built network; ``requires_grad_`` and the
+    like are deliberately not listed.
+    """
+
+    SKIPPED = frozenset(
+        {"normal_", "uniform_", "zero_", "fill_", "copy_", "erfinv_", "mul_", "add_", "sub_", "div_",
+         "clamp_", "exponential_", "random_", "bernoulli_", "log_normal_", "cauchy_", "geometric_"}
+    )
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        if (
+            getattr(func, "__name__", "") in self.SKIPPED
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and args[0].is_meta
+        ):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def create_meta_model(name: str, **kwargs: Any) -> nn.Module:
+    """:func:`create_model` on the meta device: shapes, dtypes and parameter counts without
+    memory or arithmetic, weight initialisation skipped (it means nothing there)."""
+    with torch.device("meta"), _SkipInitOnMeta():
+        return create_model(name, **kwargs)
+
+
 def model_info(name: str) -> ModelInfo:
     """Static metadata plus parameter count and minimum input size read off a meta-device build."""
     info, _ = _lookup(name)
-    with torch.device("meta"):
-        model = create_model(name)
+    model = create_meta_model(name)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return replace(

@@ -37,11 +37,10 @@ def _check_input_size(input_size: Sequence[int], batch: int) -> tuple[int, int, 
 def _build(model_or_name: Any, dtype: torch.dtype, model_kwargs: dict[str, Any]) -> tuple[nn.Module, str, tuple[int, int, int] | None, dict[str, torch.Tensor] | None]:
     """(model, its name, its registered input size or None, meta state for functional_call or None)."""
     if isinstance(model_or_name, str):
-        from cnnatlas.registry import _lookup, create_model
+        from cnnatlas.registry import _lookup, create_meta_model
 
         info, _ = _lookup(model_or_name)  # unknown names raise InputError with suggestions
-        with torch.device("meta"):
-            model = create_model(model_or_name, **model_kwargs)
+        model = create_meta_model(model_or_name, **model_kwargs)
         if dtype != torch.float32:
             model = model.to(dtype)
         return model, model_or_name, info.input_size, None
