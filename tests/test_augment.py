@@ -15,6 +15,7 @@ from cnnatlas.data.augment import (
     IMAGENET_PCA_EIGENVECTORS,
     TRAIN_AUGMENTS,
     InceptionCrop,
+    LeCunAffine,
     PadCropFlip,
     affine_crops,
     build_train_augment,
@@ -39,7 +40,7 @@ def _images(n: int = 4, side: int = 64, chans: int = 3, seed: int = 0) -> torch.
 def test_shapes_ranges_and_dtype(name: str, out_size: int | None) -> None:
     x = _images()
     out = build_train_augment(name, out_size=out_size)(x, _gen())
-    default_side = 64 if name in ("none", "pad_crop_flip") else 224  # the papers' 224 crops
+    default_side = 64 if name in ("none", "pad_crop_flip", "shift", "lecun_affine") else 224  # the papers' 224 crops
     side = out_size or default_side
     assert out.shape == (4, 3, side, side) and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
@@ -200,3 +201,29 @@ def test_runs_on_the_gpu_with_a_gpu_generator(name: str) -> None:
     out = build_train_augment(name, out_size=32)(x, gen)
     assert out.is_cuda and out.shape == (4, 3, 32, 32)
     assert torch.equal(out, build_train_augment(name, out_size=32)(x, torch.Generator(device="cuda").manual_seed(0)))
+
+
+def test_lecun_affine_with_zero_ranges_is_the_identity() -> None:
+    x = _images(n=3, side=28, chans=1)
+    still = LeCunAffine(max_shift=0, scale=0, squeeze=0, shear=0)(x, _gen())
+    torch.testing.assert_close(still, x.float() / 255, rtol=0, atol=1e-5)  # grid rounding only
+
+
+def test_lecun_affine_shear_is_horizontal_and_translation_moves_ink() -> None:
+    # LeCun et al. 1998 §III.C.4: *horizontal* shearing — a horizontal stroke stays in its row,
+    # a vertical stroke leans (its column changes from top to bottom).
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 14, 6:22] = 1.0  # horizontal stroke
+    sheared = LeCunAffine(max_shift=0, scale=0, squeeze=0, shear=0.3)(x, _gen(1))
+    rows_with_ink = (sheared[:, 0].sum(dim=2) > 0.05).nonzero()[:, 1]
+    assert set(rows_with_ink.tolist()) == {14}
+    y = torch.zeros(8, 1, 28, 28)
+    y[:, :, 4:24, 14] = 1.0  # vertical stroke
+    leaning = LeCunAffine(max_shift=0, scale=0, squeeze=0, shear=0.3)(y, _gen(1))
+    top_col = leaning[:, 0, 5].argmax(dim=1)
+    bottom_col = leaning[:, 0, 22].argmax(dim=1)
+    assert bool((top_col != bottom_col).any())
+    moved = LeCunAffine(max_shift=2, scale=0, squeeze=0, shear=0)(x, _gen(2))
+    centres = (moved[:, 0].sum(dim=2) * torch.arange(28.0)).sum(dim=1) / moved[:, 0].sum(dim=(1, 2))
+    assert float((centres - 14).abs().max()) <= 2.0 + 1e-4
+    assert float((centres - 14).abs().max()) > 0.1

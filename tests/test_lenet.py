@@ -51,8 +51,9 @@ def test_modern_form_parameter_count() -> None:
     assert _params(cnnatlas.create_model("lenet5_modern")) == 61_706
 
 
-def test_c3_connection_table_is_table_i() -> None:
-    c3 = cnnatlas.create_model("lenet5").c3
+@pytest.mark.parametrize("training", [False, True], ids=["grouped-eval", "dense-train"])
+def test_c3_connection_table_is_table_i(training: bool) -> None:
+    c3 = cnnatlas.create_model("lenet5").c3.train(training)
     assert isinstance(c3, PartialConv2d)
     expected = [[ch == "X" for ch in row] for row in TABLE_I]
     assert c3.connection_table() == expected
@@ -69,10 +70,38 @@ def test_c3_connection_table_is_table_i() -> None:
 def test_c3_macs_are_the_papers_arithmetic() -> None:
     # Section II.B: C3 has 151,600 connections = 1,516 params × 10×10 outputs; without the
     # 16 biases that is 150,000 multiply-adds — no multiplications by masked zeros.
-    c3 = cnnatlas.create_model("lenet5").c3
+    # Eval mode (what the analyser traces) runs the grouped form; training runs the same
+    # function as one dense convolution with zero kernels (docs/models/lenet.md).
+    c3 = cnnatlas.create_model("lenet5").c3.eval()
     with FlopCounterMode(display=False) as counter:
         c3(torch.randn(1, 6, 14, 14))
     assert counter.get_total_flops() // 2 == 150_000
+
+
+def test_c3_dense_training_form_equals_grouped_form() -> None:
+    # The training-mode dense kernel must compute the same outputs and give the real kernels the
+    # same gradients as the grouped form, and the absent connections must stay exactly zero.
+    torch.manual_seed(0)
+    c3 = cnnatlas.create_model("lenet5").c3
+    x = torch.randn(4, 6, 14, 14)
+    grads = {}
+    outs = {}
+    for training in (False, True):
+        c3.zero_grad(set_to_none=True)
+        c3.train(training)
+        outs[training] = c3(x)
+        (outs[training] * torch.linspace(-1, 1, 16)[None, :, None, None]).sum().backward()
+        grads[training] = [p.grad.clone() for p in c3.parameters()]
+    torch.testing.assert_close(outs[True], outs[False], rtol=0, atol=1e-5)
+    for dense_grad, grouped_grad in zip(grads[True], grads[False]):
+        torch.testing.assert_close(dense_grad, grouped_grad, rtol=1e-5, atol=1e-5)
+    absent = ~torch.tensor([[ch == "X" for ch in row] for row in TABLE_I]).T  # (out, in)
+    dense = c3.dense_weight().detach()
+    assert dense[absent].abs().sum() == 0
+    assert dense[~absent].abs().sum() > 0
+    assert [name for name, _ in c3.named_parameters()] == [
+        f"groups.{g}.{kind}" for g in range(3) for kind in ("weight", "bias")
+    ]
 
 
 def test_stage_shapes_at_32x32() -> None:

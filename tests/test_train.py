@@ -19,7 +19,8 @@ from cnnatlas.base import AtlasModel
 from cnnatlas.cli import main
 from cnnatlas.train import checkpoint as ck
 from cnnatlas.train.run import load_run
-from cnnatlas.train.trainer import NonFiniteLossError, RandomShift, train
+from cnnatlas.data.augment import RandomShift
+from cnnatlas.train.trainer import NonFiniteLossError, train
 
 # A small, quick setting: lenet5_modern (no BN, no dropout) on 256 digits, batch 32 → 8 steps/epoch.
 TINY = dict(limit_train=256, limit_test=128, batch_size=32, epochs=1, device="cpu")

@@ -28,6 +28,15 @@ Names (``build_train_augment(name, out_size=…)``):
     the interval [3/4, 4/3]", flips, and "the photometric distortions of Andrew Howard"
     (Howard 2013 §2.1: contrast, brightness and colour each enhanced by a factor from
     [0.5, 1.5] in a random order, then the lighting noise).
+``shift``
+    digits: a random integer translation in [−2, 2]² pixels with zero fill (one gather).
+``lecun_affine``
+    LeCun et al. 1998 §III.C.4 (the "distortions" of the 0.8 %-error LeNet-5): "planar affine
+    transformations: horizontal and vertical translations, scaling, squeezing (simultaneous
+    horizontal compression and vertical elongation, or the reverse), and horizontal
+    shearing", drawn per image. The paper prints no ranges; ours are translations of ±2 pixels,
+    scaling and squeezing by factors in [0.9, 1.1] and a shear of ±0.15, resampled bilinearly
+    with zero fill in one ``F.grid_sample``. No mirroring: a mirrored digit is another symbol.
 ``resnet_scale``
     He et al. 2015 §3.4: "the image is resized with its shorter side randomly sampled in
     [256, 480] for scale augmentation. A 224×224 crop is randomly sampled from an image or its
@@ -68,7 +77,9 @@ PHOTOMETRIC_RANGE = (0.5, 1.5)
 _LUMA = (0.299, 0.587, 0.114)
 
 PAPER_SIDE = 224
-TRAIN_AUGMENTS = ("none", "pad_crop_flip", "alexnet", "vgg_scale_jitter", "inception_crop", "resnet_scale")
+TRAIN_AUGMENTS = (
+    "none", "pad_crop_flip", "alexnet", "vgg_scale_jitter", "inception_crop", "resnet_scale", "shift", "lecun_affine",
+)
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -315,6 +326,58 @@ class InceptionCrop:
         return fancy_pca_lighting(x, gen)
 
 
+class RandomShift:
+    """Translate every image by a random integer offset in [−max_shift, max_shift]² (zero fill),
+    keeping the central ``out_size`` square (the whole image by default).
+
+    Zero-pad by ``max_shift`` and take one window per image through a gather, so no per-sample
+    Python runs. Small translations are the cheapest part of LeCun et al.'s distortions.
+    """
+
+    def __init__(self, max_shift: int = 2, out_size: int | None = None) -> None:
+        self.max_shift, self.out_size = max_shift, out_size
+
+    def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        _check_batch(x)
+        n, _, height, width = x.shape
+        size = min(self.out_size or min(height, width), height, width)
+        s = self.max_shift
+        offsets = torch.randint(0, 2 * s + 1, (2, n), generator=gen, device=gen.device).to(x.device)
+        top = offsets[0] + (height - size) // 2
+        left = offsets[1] + (width - size) // 2
+        padded = F.pad(to_float(x), (s, s, s, s))
+        return crop_flip(padded, top, left, torch.zeros(n, dtype=torch.bool, device=x.device), size)
+
+
+class LeCunAffine:
+    """LeCun et al. 1998 §III.C.4: random translation, scaling, squeezing and horizontal shear
+    per image (ranges in the module docstring), one bilinear ``grid_sample`` for the batch."""
+
+    def __init__(self, out_size: int | None = None, max_shift: float = 2.0, scale: float = 0.1,
+                 squeeze: float = 0.1, shear: float = 0.15) -> None:
+        self.out_size, self.max_shift = out_size, max_shift
+        self.scale, self.squeeze, self.shear = scale, squeeze, shear
+
+    def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        _check_batch(x)
+        n, chans, height, width = x.shape
+        size = self.out_size or min(height, width)
+        draws = torch.rand(5, n, generator=gen, device=gen.device).to(x.device) * 2 - 1  # U[-1, 1]
+        scale = 1 + self.scale * draws[0]
+        squeeze = 1 + self.squeeze * draws[1]
+        # theta maps output to input coordinates (normalised to [-1, 1]): the inverse of the
+        # distortion, so a factor > 1 here shrinks the digit.
+        theta = torch.zeros(n, 2, 3, device=x.device)
+        theta[:, 0, 0] = scale * squeeze
+        theta[:, 1, 1] = scale / squeeze
+        theta[:, 0, 1] = self.shear * draws[2]
+        theta[:, 0, 2] = self.max_shift * draws[3] * 2 / width
+        theta[:, 1, 2] = self.max_shift * draws[4] * 2 / height
+        grid = F.affine_grid(theta, [n, chans, size, size], align_corners=False)
+        out = F.grid_sample(to_float(x), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.clamp_(0.0, 1.0)
+
+
 def build_train_augment(name: str, *, out_size: int | None = None) -> Augment:
     """The training augmentation ``name`` producing ``out_size``² float [0,1] batches.
 
@@ -334,6 +397,10 @@ def build_train_augment(name: str, *, out_size: int | None = None) -> Augment:
         return ScaleJitter(256, 480, out_size)
     if name == "inception_crop":
         return InceptionCrop(out_size)
+    if name == "shift":
+        return RandomShift(2, out_size)
+    if name == "lecun_affine":
+        return LeCunAffine(out_size)
     from cnnatlas.errors import InputError
 
     raise InputError(f"unknown augmentation {name!r}; choose one of {', '.join(TRAIN_AUGMENTS)}")

@@ -136,6 +136,14 @@ class PartialConv2d(nn.Module):
     Output maps with the same number of inputs form one grouped convolution over the input
     channels gathered in connection order, so every multiply-add is one the paper performs.
     Outputs come back in the paper's map order 0…15.
+
+    In training mode the same function is computed as one dense convolution whose kernel holds
+    the paper's 60 5×5 kernels and zeros for the absent connections: oneDNN's grouped
+    convolutions at this size are ~10× slower than a dense one (fwd+bwd 19 ms vs 1.8 ms per
+    64-digit batch on 2 CPU cores), and the zeros neither change the output nor receive a
+    gradient (the parameters are only the real kernels, scattered into the dense one). Eval mode
+    (and therefore the analyser) runs the grouped form, so it reports the paper's 150,000
+    multiply-adds per digit rather than the dense 240,000.
     """
 
     def __init__(self, connections: Sequence[Sequence[int]], kernel_size: int) -> None:
@@ -156,6 +164,11 @@ class PartialConv2d(nn.Module):
         concat_order = [m for maps in self.group_maps for m in maps]
         self.restore_order = [concat_order.index(m) for m in range(len(self.connections))]
         self.identity_order = self.restore_order == list(range(len(self.connections)))
+        # Position of each real kernel (in the groups' concatenated order) in the flattened
+        # (out_maps × in_maps) dense kernel: output map m, input map i -> m * in_maps + i.
+        in_maps = self.in_channels
+        dense_slots = [m * in_maps + i for m in concat_order for i in self.connections[m]]
+        self.register_buffer("dense_slots", torch.tensor(dense_slots), persistent=False)
 
     @property
     def in_channels(self) -> int:
@@ -166,9 +179,26 @@ class PartialConv2d(nn.Module):
         return len(self.connections)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            return F.conv2d(x, self.dense_weight(), self.dense_bias())
         parts = [conv(x[:, index]) for conv, index in zip(self.groups, self.gather_index)]
         out = torch.cat(parts, dim=1)
         return out if self.identity_order else out[:, self.restore_order]
+
+    def dense_weight(self) -> Tensor:
+        """The (16, 6, k, k) kernel with the real kernels in place and zeros elsewhere."""
+        first = self.groups[0].weight
+        k = first.shape[-2:]
+        kernels = torch.cat([conv.weight.reshape(-1, *k) for conv in self.groups])
+        dense = first.new_zeros(self.out_channels * self.in_channels, *k)
+        dense = dense.index_copy(0, self.dense_slots, kernels)
+        return dense.view(self.out_channels, self.in_channels, *k)
+
+    def dense_bias(self) -> Tensor | None:
+        if self.groups[0].bias is None:
+            return None
+        bias = torch.cat([conv.bias for conv in self.groups])
+        return bias if self.identity_order else bias[self.restore_order]
 
     def connection_table(self) -> list[list[bool]]:
         """Rows = input maps, columns = output maps, as in the paper's Table I."""

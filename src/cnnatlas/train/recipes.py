@@ -20,11 +20,12 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
+from cnnatlas.data.augment import TRAIN_AUGMENTS
 from cnnatlas.errors import InputError
 
 OPTIMIZERS = ("sgd", "nesterov", "rmsprop")
 SCHEDULES = ("constant", "multistep", "plateau", "exponential", "linear", "cosine")
-AUGMENTS = ("none", "pad_crop_flip", "alexnet", "vgg_scale_jitter", "inception_crop", "resnet_scale", "shift")
+AUGMENTS = TRAIN_AUGMENTS
 TEST_PROTOCOLS = ("none", "flip", "10crop", "multiscale")
 
 

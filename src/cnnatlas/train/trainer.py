@@ -190,38 +190,16 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+# Augmentations whose output keeps the stored image size (digits, CIFAR); the others produce
+# the recipe's crop size.
+_SIZE_KEEPING_AUGMENTS = ("none", "shift", "pad_crop_flip", "lecun_affine")
+
+
 def build_augment(name: str, out_size: int | None) -> Callable[[Tensor, torch.Generator], Tensor]:
-    """The contract's batch augmentations plus ``shift`` (random ±2-pixel translation for digits)."""
-    if name == "shift":
-        return RandomShift(2)
+    """The recipe's batch augmentation (cnnatlas.data.augment)."""
     from cnnatlas.data.augment import build_train_augment
 
     return build_train_augment(name, out_size=out_size)
-
-
-class RandomShift:
-    """Translate every image by a random integer offset in [-max_shift, max_shift]² (zero fill).
-
-    A batch operation: zero-pad by ``max_shift`` and take one crop per image through a gather,
-    so no per-sample Python runs. LeCun et al. 1998 §III.C.4 trained on distorted digits
-    (planar affine transformations); small translations are their cheapest part.
-    """
-
-    def __init__(self, max_shift: int) -> None:
-        self.max_shift = max_shift
-
-    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        n, _, h, w = x.shape
-        s = self.max_shift
-        padded = torch.nn.functional.pad(x, (s, s, s, s))
-        offsets = torch.randint(0, 2 * s + 1, (2, n), generator=generator, device=generator.device).to(x.device)
-        rows = (offsets[0].view(n, 1) + torch.arange(h, device=x.device).view(1, h))  # n×h
-        cols = (offsets[1].view(n, 1) + torch.arange(w, device=x.device).view(1, w))  # n×w
-        batch = torch.arange(n, device=x.device).view(n, 1, 1)
-        # advanced indexing: out[n, c, i, j] = padded[n, c, rows[n, i], cols[n, j]]
-        out = padded.permute(0, 2, 3, 1)[batch, rows.view(n, h, 1), cols.view(n, 1, w)]
-        return out.permute(0, 3, 1, 2).contiguous()
 
 
 def _builder_accepts(model_name: str, keyword: str) -> bool:
@@ -395,9 +373,9 @@ class _Trainer:
         torch.manual_seed(_derived_seed(self.seed, 1))  # identical initial weights on every rank
         self.model: nn.Module = create_model(self.model_name, **model_options)
         self.adapter = InputAdapter.for_model(
-            self.model, self.train_set, image_size=recipe.image_size if recipe.augment not in ("none", "shift", "pad_crop_flip") or images is None else None
+            self.model, self.train_set, image_size=recipe.image_size if recipe.augment not in _SIZE_KEEPING_AUGMENTS or images is None else None
         )
-        self.augment = build_augment(recipe.augment, recipe.image_size if recipe.augment not in ("none", "shift", "pad_crop_flip") else None)
+        self.augment = build_augment(recipe.augment, recipe.image_size if recipe.augment not in _SIZE_KEEPING_AUGMENTS else None)
         self.model.to(self.device)
         if opts.channels_last:
             self.model.to(memory_format=torch.channels_last)
