@@ -131,7 +131,7 @@ def test_corrupt_checkpoint_is_refused(finished_run: Path, tmp_path: Path, capsy
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     # 256 digits, batch 32 → 8 steps/epoch, 2 epochs, a checkpoint every 3 steps; lenet5 (paper)
-    # with random shifts, so data order, augmentation and optimiser state all have to resume exactly.
+    # with its random affine distortions, so data order, augmentation and optimiser state all have to resume exactly.
     common = ["lenet5", "--limit-train", "256", "--limit-test", "64", "--batch-size", "32", "--epochs", "2",
               "--deterministic", "--device", "cpu", "--quiet", "--checkpoint-every-steps", "3"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
