@@ -61,7 +61,7 @@ def reference_images_per_s(model_name: str, images: torch.Tensor, labels: torch.
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        float(loss)  # the same per-step synchronisation our trainer does (loss for the progress bar)
+        float(loss.detach())  # the same per-step synchronisation our trainer does (loss for the progress bar)
         seen += y.shape[0]
     return seen / (time.perf_counter() - start)
 

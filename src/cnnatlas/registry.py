@@ -153,8 +153,14 @@ class _SkipInitOnMeta(TorchFunctionMode):
     )
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        name = getattr(func, "__name__", "")
+        # torch.nn.init's functions reach a mode whole (kaiming_uniform_ …), and the mode is off
+        # while one runs, so they are recognised by their module rather than their inner fills.
+        in_place_init = name in self.SKIPPED or (
+            getattr(func, "__module__", "") == "torch.nn.init" and name.endswith("_")
+        )
         if (
-            getattr(func, "__name__", "") in self.SKIPPED
+            in_place_init
             and args
             and isinstance(args[0], torch.Tensor)
             and args[0].is_meta
