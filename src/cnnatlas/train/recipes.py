@@ -214,7 +214,7 @@ register_recipe(Recipe(
     batch_size=64, epochs=25, schedule="cosine", augment="lecun_affine", grad_clip=1.0,
     notes="Paper: SDLM, 20 epochs on 60k digits, lr 5e-4→1e-5 (App. C), affine distortions (§III.C.4). "
           "Ours: tuned for the 1k sample test digits within a minute on 2 CPU cores "
-          "(98.1-98.5%, mean 98.3%, in ~48 s measured; docs/benchmarks.md).",
+          "(98.1-98.5%, mean 98.3%, in ~43 s measured; docs/benchmarks.md).",
 ))
 register_recipe(Recipe(
     name="alexnet2012", source="Krizhevsky et al. 2012 §5 (details of learning), §4.1 (augmentation)",
