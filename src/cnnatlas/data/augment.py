@@ -80,6 +80,9 @@ PAPER_SIDE = 224
 TRAIN_AUGMENTS = (
     "none", "pad_crop_flip", "alexnet", "vgg_scale_jitter", "inception_crop", "resnet_scale", "shift", "lecun_affine",
 )
+# Those whose output keeps the stored image size by default (digits, CIFAR); the others make the
+# papers' 224 crops, scaled to the recipe's image size.
+SIZE_KEEPING_AUGMENTS = ("none", "pad_crop_flip", "shift", "lecun_affine")
 
 
 # -- building blocks ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from cnnatlas.data.augment import SIZE_KEEPING_AUGMENTS, build_train_augment
 from cnnatlas.errors import CheckpointError, CnnAtlasError, InputError
 from cnnatlas.train import distributed as D
 from cnnatlas.train.adapt import InputAdapter
@@ -188,18 +189,6 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> Tensor:
     """The data order of ``epoch`` (the same on every rank and after every resume)."""
     generator = torch.Generator().manual_seed(_derived_seed(seed, 0, epoch))
     return torch.randperm(num_samples, generator=generator)
-
-
-# Augmentations whose output keeps the stored image size (digits, CIFAR); the others produce
-# the recipe's crop size.
-_SIZE_KEEPING_AUGMENTS = ("none", "shift", "pad_crop_flip", "lecun_affine")
-
-
-def build_augment(name: str, out_size: int | None) -> Callable[[Tensor, torch.Generator], Tensor]:
-    """The recipe's batch augmentation (cnnatlas.data.augment)."""
-    from cnnatlas.data.augment import build_train_augment
-
-    return build_train_augment(name, out_size=out_size)
 
 
 def _builder_accepts(model_name: str, keyword: str) -> bool:
@@ -373,9 +362,9 @@ class _Trainer:
         torch.manual_seed(_derived_seed(self.seed, 1))  # identical initial weights on every rank
         self.model: nn.Module = create_model(self.model_name, **model_options)
         self.adapter = InputAdapter.for_model(
-            self.model, self.train_set, image_size=recipe.image_size if recipe.augment not in _SIZE_KEEPING_AUGMENTS or images is None else None
+            self.model, self.train_set, image_size=recipe.image_size if recipe.augment not in SIZE_KEEPING_AUGMENTS or images is None else None
         )
-        self.augment = build_augment(recipe.augment, recipe.image_size if recipe.augment not in _SIZE_KEEPING_AUGMENTS else None)
+        self.augment = build_train_augment(recipe.augment, out_size=recipe.image_size if recipe.augment not in SIZE_KEEPING_AUGMENTS else None)
         self.model.to(self.device)
         if opts.channels_last:
             self.model.to(memory_format=torch.channels_last)
