@@ -14,6 +14,7 @@ import cnnatlas
 from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm
 from cnnatlas.models.alexnet import AlexNet2012, AlexNet2012ModelParallel, TowerLocalResponseNorm
+from cnnatlas.registry import create_meta_model
 from cnnatlas.weights import save_weights
 
 
@@ -22,8 +23,7 @@ def _params(model: nn.Module) -> int:
 
 
 def _meta(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name, **kwargs).eval()
+    return create_meta_model(name, **kwargs).eval()
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> None:

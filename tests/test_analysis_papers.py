@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnatlas
 from cnnatlas.analysis import analyze
+from cnnatlas.registry import create_meta_model
 
 ALL_MODELS = cnnatlas.list_models()
 
@@ -23,8 +24,7 @@ def test_macs_equal_flop_counter_and_params_equal_the_model(name: str) -> None:
     FlopCounterMode forward FLOPs ÷ 2 exactly, and total params equal sum(p.numel())."""
     info = cnnatlas.model_info(name)
     result = analyze(name)
-    with torch.device("meta"):
-        model = cnnatlas.create_model(name).eval()
+    model = create_meta_model(name).eval()
     with FlopCounterMode(display=False) as counter:
         model(torch.empty(1, *info.input_size, device="meta"))
     assert counter.get_total_flops() % 2 == 0

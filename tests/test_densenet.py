@@ -10,6 +10,7 @@ from torch import nn
 
 import cnnatlas
 from cnnatlas.models.densenet import DenseLayer
+from cnnatlas.registry import create_meta_model
 
 
 def _params(model: nn.Module) -> int:
@@ -17,8 +18,7 @@ def _params(model: nn.Module) -> int:
 
 
 def _meta(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name, **kwargs).eval()
+    return create_meta_model(name, **kwargs).eval()
 
 
 @pytest.mark.parametrize(

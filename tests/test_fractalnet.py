@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 import cnnatlas
 from cnnatlas.models.fractalnet import FractalBlock, FractalNet
+from cnnatlas.registry import create_meta_model
 
 
 def _small(num_columns: int = 3, **kwargs) -> FractalNet:
@@ -31,8 +32,7 @@ def test_block_structure_follows_the_expansion_rule() -> None:
     # f_C has C columns; column c has 2^(c−1) convs, so a block holds 2^C − 1 convs and its
     # deepest path 2^(C−1); B = 5 blocks give 5·2^(C−1) = 20 (C=3) or 40 (C=4) layers (§2, §4).
     for name, columns, depth in (("fractalnet20", 3, 20), ("fractalnet40", 4, 40)):
-        with torch.device("meta"):
-            model = cnnatlas.create_model(name)
+        model = create_meta_model(name)
         blocks = [m for m in model.modules() if isinstance(m, FractalBlock)]
         assert len(blocks) == 5
         assert all(b.num_columns == columns for b in blocks)
@@ -53,8 +53,7 @@ def test_fractalnet20_parameter_count_and_the_papers_38_6m() -> None:
     convs = sum(9 * (3 * cin * cout + 4 * cout * cout) for cin, cout in zip(widths, widths[1:]))
     batchnorm = sum(7 * 2 * cout for cout in widths[1:])
     classifier = 512 * 10 + 10
-    with torch.device("meta"):
-        model = cnnatlas.create_model("fractalnet20")
+    model = create_meta_model("fractalnet20")
     total = sum(p.numel() for p in model.parameters())
     assert total == convs + batchnorm + classifier
     assert round(total / 1e6, 1) == 33.7  # not the paper's 38.6 — see docs/models/fractalnet.md
@@ -174,8 +173,7 @@ def test_single_column_evaluation_runs_only_that_column() -> None:
 
 
 def test_meta_model_trains_with_drop_path() -> None:
-    with torch.device("meta"):
-        model = cnnatlas.create_model("fractalnet40")
+    model = create_meta_model("fractalnet40")
     model.train()
     for _ in range(3):
         assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
@@ -183,8 +181,7 @@ def test_meta_model_trains_with_drop_path() -> None:
 
 def test_per_block_dropout_rates() -> None:
     # §4: dropout rates per block 0, 10, 20, 30, 40 % in the regularised setting (our default).
-    with torch.device("meta"):
-        model = cnnatlas.create_model("fractalnet20")
+    model = create_meta_model("fractalnet20")
     rates = []
     for b in range(1, 6):
         block = getattr(model.features, f"block{b}")

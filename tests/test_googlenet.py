@@ -13,6 +13,7 @@ from torch import nn
 
 import cnnatlas
 from cnnatlas.models.googlenet import INCEPTION_TABLE, GoogLeNetOutputs, Inception
+from cnnatlas.registry import create_meta_model
 
 # Table 1: output size of every inception module at 224×224 input (depth × spatial).
 TABLE1_OUTPUTS = {
@@ -24,8 +25,7 @@ TABLE1_OUTPUTS = {
 
 
 def _meta(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name, **kwargs).eval()
+    return create_meta_model(name, **kwargs).eval()
 
 
 def _inception_params(cin: int, c1: int, r3: int, c3: int, r5: int, c5: int, pp: int, k5: int, bias: bool) -> int:

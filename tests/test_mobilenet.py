@@ -8,12 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-import cnnatlas
+from cnnatlas.registry import create_meta_model
 
 
 def _meta(name: str = "mobilenet_v1_100", **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name, **kwargs).eval()
+    return create_meta_model(name, **kwargs).eval()
 
 
 def _layer_kind(module: nn.Module) -> str:

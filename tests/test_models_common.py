@@ -10,6 +10,7 @@ import torch
 import cnnatlas
 from cnnatlas.base import AtlasModel, smallest_working_input
 from cnnatlas.errors import InputError
+from cnnatlas.registry import create_meta_model
 
 ALL_MODELS = cnnatlas.list_models()
 # Issue #3: the very deep networks are checked on the meta device (shapes, counts), not with a
@@ -30,8 +31,7 @@ def _small_side(model: AtlasModel) -> int:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_meta_build_interface_and_info(name: str) -> None:
     info = cnnatlas.model_info(name)
-    with torch.device("meta"):
-        model = cnnatlas.create_model(name)
+    model = create_meta_model(name)
     assert isinstance(model, AtlasModel)
     assert model.num_classes == info.num_classes
     assert model.in_chans == info.input_size[0]
@@ -44,8 +44,7 @@ def test_meta_build_interface_and_info(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_declared_min_input_size_is_the_true_minimum(name: str) -> None:
     info = cnnatlas.model_info(name)
-    with torch.device("meta"):
-        model = cnnatlas.create_model(name).eval()
+    model = create_meta_model(name).eval()
     assert model.min_input_size == smallest_working_input(model, info.input_size[0])
     assert model.min_input_size <= info.input_size[1]
 
@@ -86,8 +85,7 @@ def test_every_trainable_parameter_gets_a_gradient(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_bad_input_raises_input_error_naming_the_model(name: str) -> None:
-    with torch.device("meta"):
-        model = cnnatlas.create_model(name).eval()
+    model = create_meta_model(name).eval()
     c = model.in_chans
     side = model.min_input_size
     with pytest.raises(InputError, match=name):
@@ -102,8 +100,7 @@ def test_bad_input_raises_input_error_naming_the_model(name: str) -> None:
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_reset_classifier_changes_the_output_width(name: str) -> None:
     info = cnnatlas.model_info(name)
-    with torch.device("meta"):
-        model = cnnatlas.create_model(name).eval()
+    model = create_meta_model(name).eval()
     model.reset_classifier(13)
     assert model.num_classes == 13
     out = model(torch.empty(1, *info.input_size, device="meta"))

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import cnnatlas
+from cnnatlas.registry import create_meta_model
 
 
 def _conv(k: int, cin: int, cout: int) -> int:
@@ -28,8 +29,7 @@ NIN_CIFAR_PARAMS = (
 
 
 def _meta(name: str, **kwargs) -> nn.Module:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name, **kwargs).eval()
+    return create_meta_model(name, **kwargs).eval()
 
 
 def _shapes(model: nn.Module, side: int) -> dict[str, tuple[int, ...]]:

@@ -19,11 +19,11 @@ from cnnatlas.models.resnet import (
     count_executed_blocks,
     survival_probabilities,
 )
+from cnnatlas.registry import create_meta_model
 
 
 def _meta(name: str, **kwargs) -> ResNet:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name, **kwargs)
+    return create_meta_model(name, **kwargs)
 
 
 def _params(model: nn.Module) -> int:

@@ -9,11 +9,11 @@ from torch import nn
 import cnnatlas
 from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.registry import create_meta_model
 
 
 def _meta(name: str) -> nn.Module:
-    with torch.device("meta"):
-        return cnnatlas.create_model(name).eval()
+    return create_meta_model(name).eval()
 
 
 def _params(model: nn.Module) -> int:
