@@ -52,10 +52,13 @@ def _build(model_or_name: Any, dtype: torch.dtype, model_kwargs: dict[str, Any])
     name = getattr(model, "model_name", "") or type(model).__name__
     registered = None
     if getattr(model, "model_name", ""):
-        from cnnatlas.registry import list_models, model_info
+        from cnnatlas.registry import _lookup, list_models
 
         if name in list_models():
-            registered = model_info(name).input_size
+            registered = _lookup(name)[0].input_size
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(t.device.type == "meta" and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
+        return model, name, registered, None  # already shapes only: trace it as it is
     # Meta stand-ins for every parameter and buffer (the pattern of base.find_collapsing_layer):
     # the caller's weights are neither read nor copied.
     state: dict[str, torch.Tensor] = {}
@@ -120,14 +123,17 @@ def analyze(
         model.train(was_training)
 
     rows = [_finish(raw) for raw in result.rows]
-    module_types = {path: type(m).__name__ for path, m in model.named_modules()}
-    module_names = {path: display(path) or type(m).__name__ for path, m in model.named_modules()}
+    module_types = {path: type(m).__name__ for path, m in result.modules}
+    module_names = {path: display(path) or type(m).__name__ for path, m in result.modules}
 
-    tensors = list(state.items()) if state is not None else [*model.named_parameters(), *model.named_buffers()]
-    param_keys = {k for k, _ in model.named_parameters()}
-    params = [t for k, t in tensors if k in param_keys]
-    buffers = [t for k, t in tensors if k not in param_keys]
-    real_params = list(model.parameters())
+    named_params = list(model.named_parameters())
+    real_params = [p for _, p in named_params]
+    if state is not None:
+        param_keys = {k for k, _ in named_params}
+        params = [t for k, t in state.items() if k in param_keys]
+        buffers = [t for k, t in state.items() if k not in param_keys]
+    else:
+        params, buffers = real_params, list(model.buffers())
     trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)

@@ -81,14 +81,17 @@ class ReceptiveFieldTable:
     def get(self, tensor: Any) -> Field | None:
         return self._fields.get(id(tensor)) if isinstance(tensor, Tensor) else None
 
-    def propagate(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        inputs = [f for f in (self.get(a) for a in _tensors(args, kwargs)) if f is not None]
+    def propagate(self, func: Any, args: tuple, kwargs: dict, out: Any, in_tensors: list[Tensor], out_tensors: list[Tensor]) -> None:
+        """Give ``out_tensors`` (the tensors of ``out``) the field ``func`` makes of its inputs'
+        (``in_tensors``, the tensors among ``args``/``kwargs``)."""
+        fields = self._fields
+        inputs = [fields[id(t)] for t in in_tensors if id(t) in fields]
         if not inputs:
             return
         field = self._output_field(func, args, kwargs, out, inputs)
         if field is None:
             return
-        for tensor in _tensors((out,), {}):
+        for tensor in out_tensors:
             self.set(tensor, field)
 
     def _output_field(self, func: Any, args: tuple, kwargs: dict, out: Any, inputs: list[Field]) -> Field | None:
@@ -149,21 +152,3 @@ class ReceptiveFieldTable:
                 return _global(source, _spatial(x))
             return source
         return merge(inputs)
-
-
-def _tensors(args: tuple, kwargs: dict) -> list[Tensor]:
-    found: list[Tensor] = []
-
-    def visit(value: Any) -> None:
-        if isinstance(value, Tensor):
-            found.append(value)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                visit(item)
-        elif isinstance(value, dict):
-            for item in value.values():
-                visit(item)
-
-    visit(args)
-    visit(kwargs)
-    return found

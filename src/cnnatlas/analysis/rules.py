@@ -31,6 +31,27 @@ def numel(shape: Sequence[int]) -> int:
     return math.prod(int(s) for s in shape)
 
 
+def op_tensors(args: Sequence[Any], kwargs: dict | None = None) -> list[Tensor]:
+    """The tensors among an ATen op's arguments (or its outputs, passed as a sequence).
+
+    ATen schemas hold tensors directly or in one flat list (``cat``'s ``Tensor[]``, ``index``'s
+    ``Tensor?[]``), never deeper, so one level of lists is searched."""
+    found: list[Tensor] = []
+    for value in (*args, *kwargs.values()) if kwargs else args:
+        if isinstance(value, Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(item for item in value if isinstance(item, Tensor))
+    return found
+
+
+def out_tensors(out: Any) -> list[Tensor]:
+    """The tensors an ATen op returned (one tensor, or a tuple/list of them)."""
+    if isinstance(out, Tensor):
+        return [out]
+    return op_tensors(out) if isinstance(out, (list, tuple)) else []
+
+
 def first_tensor(value: Any) -> Tensor | None:
     if isinstance(value, Tensor):
         return value
@@ -60,7 +81,24 @@ def macs_of(func: Any, args: tuple, kwargs: dict, out: Any) -> int:
     formula = flop_registry.get(func._overloadpacket)
     if formula is None:
         return 0
-    return int(formula(*args, **kwargs, out_val=out)) // 2
+    shape_formula = getattr(formula, "__wrapped__", None)
+    if shape_formula is None:
+        return int(formula(*args, **kwargs, out_val=out)) // 2
+    # Registered formulas are wrapped to map tensors to shapes with a pytree walk, which costs
+    # more than the rest of our per-op work; the same mapping done directly gives the same call.
+    shape_kwargs = {key: _shapes(value) for key, value in kwargs.items()}
+    return int(shape_formula(*_shapes(args), out_shape=_shapes(out), **shape_kwargs)) // 2
+
+
+def _shapes(value: Any) -> Any:
+    """``torch.utils.flop_counter.get_shape`` over nested tuples/lists: tensors → their shapes."""
+    if isinstance(value, Tensor):
+        return value.shape
+    if isinstance(value, list):
+        return [_shapes(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_shapes(item) for item in value)
+    return value
 
 
 # -- FLOPs -----------------------------------------------------------------------------------------
@@ -196,10 +234,16 @@ ZERO_COST_OPS = frozenset(
 NO_ROW_OPS = frozenset("empty empty_strided empty_like detach alias lift_fresh zero fill".split())
 
 
+_NAME_CACHE: dict[Any, str] = {}
+
+
 def op_name(func: Any) -> str:
     """"relu_" → "relu": in-place and out-of-place variants share one rule."""
-    name = func._overloadpacket.__name__
-    return name[:-1] if name.endswith("_") and not name.startswith("_") else name
+    name = _NAME_CACHE.get(func)
+    if name is None:
+        name = func._overloadpacket.__name__
+        name = _NAME_CACHE[func] = name[:-1] if name.endswith("_") and not name.startswith("_") else name
+    return name
 
 
 def flops_of(func: Any, args: tuple, kwargs: dict, out: Any, macs: int) -> tuple[int, bool]:

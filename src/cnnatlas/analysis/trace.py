@@ -85,7 +85,7 @@ class _Frame:
     leaf: bool
     row: RawRow | None
     first_row: int  # index of the first row created during this call
-    fresh: set[int] = field(default_factory=set)
+    first_op: int  # number of ops run before this call: later-created storages are its own
 
 
 @dataclass
@@ -97,15 +97,16 @@ class TraceResult:
     saved_bytes: int  # bytes of distinct activation storages autograd saves for backward
     uncounted_ops: dict[str, int]
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
+    modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
 
 
 class _ParamInfo:
     """Parameters per owning module path, each counted once even if shared."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, modules: list[tuple[str, nn.Module]]) -> None:
         self.by_path: dict[str, list[tuple[str, nn.Parameter]]] = {}
         seen: set[int] = set()
-        for path, module in model.named_modules():
+        for path, module in modules:
             owned = []
             for pname, param in module.named_parameters(recurse=False):
                 if id(param) not in seen:
@@ -168,14 +169,14 @@ def _fast_batch_norm_eval(x: Tensor, weight: Any, bias: Any, mean: Tensor, var: 
     # result is just "same shape as the input" plus two per-channel vectors.
     if not _plain_meta(x, mean, var):
         return None
-    return torch.empty_like(x), x.new_empty(mean.shape), x.new_empty(mean.shape)
+    return x.new_empty(x.shape), x.new_empty(mean.shape), x.new_empty(mean.shape)
 
 
 def _fast_batch_norm(x: Tensor, weight: Any, bias: Any, mean: Any, var: Any, training: bool, *rest: Any) -> Any:
     # Inference form only; its decomposition ends in the op above.
     if training or mean is None or not _plain_meta(x, mean, var):
         return None
-    return torch.empty_like(x), x.new_empty(mean.shape), x.new_empty(mean.shape)
+    return x.new_empty(x.shape), x.new_empty(mean.shape), x.new_empty(mean.shape)
 
 
 def _fast_convolution(
@@ -233,7 +234,7 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
             return None
         if isinstance(value, (list, tuple)):
             return None
-    return first if inplace else torch.empty_like(first)
+    return first if inplace else first.new_empty(first.shape)
 
 
 _FAST_META: dict[Any, Callable[..., Any]] = {
@@ -268,7 +269,9 @@ def trace(
     """Run ``model`` on the meta tensor ``x`` (through ``functional_call`` with ``state`` when
     given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
     display = display_namer(names)
-    params = _ParamInfo(model)
+    modules = list(model.named_modules())
+    leaves = {id(module) for _, module in modules if not any(True for _ in module.children())}
+    params = _ParamInfo(modules)
     rows: list[RawRow] = []
     stack: list[_Frame] = []
     used_names: dict[str, int] = {}
@@ -281,6 +284,8 @@ def trace(
     for tensor in (state.values() if state is not None else [*model.parameters(), *model.buffers()]):
         parameter_storages.add(storage_key(tensor))
     saved: dict[int, int] = {}
+    created_at: dict[int, int] = {}  # storage → index of the (non-aliasing) op that created it
+    op_count = [0]
 
     def unique(name: str) -> str:
         count = used_names.get(name, 0)
@@ -298,17 +303,19 @@ def trace(
         flops, known = rules.flops_of(func, args, kwargs, out, macs)
         if not known:
             uncounted[name] = uncounted.get(name, 0) + 1
-        rf.propagate(func, args, kwargs, out)
-        outputs = [t for t in _flat_tensors(out)]
-        inputs = _flat_tensors((args, kwargs))
+        outputs = rules.out_tensors(out)
+        inputs = rules.op_tensors(args, kwargs)
+        rf.propagate(func, args, kwargs, out, inputs, outputs)
         path_depth = max((depth_of.get(id(t), 0) for t in inputs), default=0) + (1 if macs > 0 else 0)
         for t in outputs:
             depth_of[id(t)] = path_depth
             keep_alive.append(t)
         aliasing = rules.returns_alias(func)
+        op_index = op_count[0]
+        op_count[0] += 1
         if not aliasing:
-            for frame in stack:
-                frame.fresh.update(storage_key(t) for t in outputs)
+            for t in outputs:
+                created_at.setdefault(storage_key(t), op_index)
         frame = stack[-1] if stack else None
         if frame is not None and frame.leaf:
             row = frame.row
@@ -337,7 +344,7 @@ def trace(
 
     def pre_hook(path: str) -> Callable[[nn.Module, Any], None]:
         def hook(module: nn.Module, _args: Any) -> None:
-            leaf = not any(True for _ in module.children())
+            leaf = id(module) in leaves
             row = None
             if leaf:
                 row = RawRow(
@@ -350,7 +357,7 @@ def trace(
                 )
                 rows.append(row)
                 params.assign(path, row)
-            stack.append(_Frame(path=path, module=module, leaf=leaf, row=row, first_row=len(rows) - (1 if leaf else 0)))
+            stack.append(_Frame(path=path, module=module, leaf=leaf, row=row, first_row=len(rows) - (1 if leaf else 0), first_op=op_count[0]))
 
         return hook
 
@@ -368,7 +375,7 @@ def trace(
                 counted: set[int] = set()
                 for t in outputs:
                     key = storage_key(t)
-                    if key in frame.fresh and key not in counted:
+                    if created_at.get(key, -1) >= frame.first_op and key not in counted:
                         counted.add(key)
                         row.activations += t.numel()
                         row.activation_bytes += t.numel() * t.element_size()
@@ -386,7 +393,7 @@ def trace(
         return tensor
 
     handles = []
-    for path, module in model.named_modules():
+    for path, module in modules:
         handles.append(module.register_forward_pre_hook(pre_hook(path)))
         handles.append(module.register_forward_hook(post_hook(path), always_call=True))
     try:
@@ -407,6 +414,7 @@ def trace(
         saved_bytes=sum(saved.values()),
         uncounted_ops=uncounted,
         unused_params=params.unassigned_numel(),
+        modules=modules,
     )
 
 
