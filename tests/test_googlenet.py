@@ -107,6 +107,10 @@ def test_training_returns_three_outputs_and_weights_auxiliary_losses_by_0_3() ->
     expected = F.cross_entropy(out.logits, target) + 0.3 * (
         F.cross_entropy(out.aux_logits1, target) + F.cross_entropy(out.aux_logits2, target))
     assert torch.allclose(model.training_loss(out, target), expected)
+    # A logit temperature divides every head's logits before its cross-entropy.
+    tempered = F.cross_entropy(out.logits / 4, target) + 0.3 * (
+        F.cross_entropy(out.aux_logits1 / 4, target) + F.cross_entropy(out.aux_logits2 / 4, target))
+    assert torch.allclose(model.training_loss(out, target, temperature=4.0), tempered)
 
 
 def test_eval_mode_does_not_run_the_auxiliary_heads() -> None:

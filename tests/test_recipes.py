@@ -81,7 +81,8 @@ def test_set_converts_strings_by_field_type() -> None:
 @pytest.mark.parametrize(
     "overrides, needle",
     [({"lr": -0.1}, "lr"), ({"batch_size": 0}, "batch_size"), ({"lr": "nan"}, "lr"),
-     ({"schedule": "bogus"}, "schedule"), ({"not_a_field": 1}, "no field")],
+     ({"schedule": "bogus"}, "schedule"), ({"not_a_field": 1}, "no field"),
+     ({"logit_temperature": 0}, "logit_temperature"), ({"logit_temperature": "inf"}, "logit_temperature")],
 )
 def test_impossible_values_are_input_errors(overrides: dict, needle: str) -> None:
     with pytest.raises(InputError, match=needle):

@@ -169,9 +169,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     calls = {"n": 0}
     real = AtlasModel.training_loss
 
-    def poisoned(self, output, target, label_smoothing=0.0):  # noqa: ANN001 - the method's own signature
+    def poisoned(self, output, target, label_smoothing=0.0, temperature=1.0):  # noqa: ANN001 - the method's own signature
         calls["n"] += 1
-        loss = real(self, output, target, label_smoothing)
+        loss = real(self, output, target, label_smoothing, temperature)
         return loss * float("nan") if calls["n"] == 11 else loss  # step 11 of 16: epoch 2, batch 3
 
     monkeypatch.setattr(AtlasModel, "training_loss", poisoned)
@@ -183,6 +183,20 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     marks = ck.list_checkpoints(out)
     assert [int(m.name[5:14]) for m in marks] == [8]  # the epoch-1 checkpoint, nothing after
     ck.load_latest_checkpoint(out)
+
+
+def test_recipe_logit_temperature_reaches_the_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    real = AtlasModel.training_loss
+
+    def spy(self, output, target, label_smoothing=0.0, temperature=1.0):  # noqa: ANN001 - the method's own signature
+        seen.append(temperature)
+        return real(self, output, target, label_smoothing, temperature)
+
+    monkeypatch.setattr(AtlasModel, "training_loss", spy)
+    result = train("lenet5_modern", out=str(tmp_path / "t"), overrides={"logit_temperature": "8"}, **TINY)
+    assert seen and set(seen) == {8.0}
+    assert json.loads((result.run_dir / "config.json").read_text())["recipe"]["logit_temperature"] == 8.0
 
 
 def test_random_shift_is_a_translation() -> None:

@@ -59,9 +59,10 @@ class AtlasModel(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     # -- training helpers the trainer uses for every model -------------------------------
-    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
-        """Loss of one forward output; models with auxiliary heads override this."""
-        return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0) -> Tensor:
+        """Cross-entropy of one forward output's logits ÷ ``temperature``; models with auxiliary
+        heads override this."""
+        return F.cross_entropy(output / temperature if temperature != 1.0 else output, target, label_smoothing=label_smoothing)
 
     @staticmethod
     def main_logits(output: Any) -> Tensor:

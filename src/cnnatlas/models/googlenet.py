@@ -349,13 +349,13 @@ class GoogLeNet(AtlasModel):
             return GoogLeNetOutputs(logits, aux["aux2"], aux["aux1"])
         return logits
 
-    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0) -> Tensor:
         """§5: "the loss of the auxiliary classifiers was weighted by 0.3" and added to the main
         loss during training."""
         if isinstance(output, Tensor):
-            return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+            return super().training_loss(output, target, label_smoothing, temperature)
         main, aux2, aux1 = output
-        losses = [F.cross_entropy(o, target, label_smoothing=label_smoothing) for o in (main, aux1, aux2)]
+        losses = [super(GoogLeNet, self).training_loss(o, target, label_smoothing, temperature) for o in (main, aux1, aux2)]
         return losses[0] + 0.3 * (losses[1] + losses[2])
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -56,6 +56,7 @@ class Recipe:
     rmsprop_eps: float = 1.0
     dropout: float | None = None  # override of the model's dropout, when it has one
     label_smoothing: float = 0.0
+    logit_temperature: float = 1.0  # the training loss is the cross-entropy of logits ÷ this
     grad_clip: float | None = None  # max global gradient norm (None: no clipping)
     augment: str = "none"
     image_size: int | None = None  # side the augmentation crops to (ImageNet: 224); None = data size
@@ -92,6 +93,8 @@ class Recipe:
             bad(f"test_protocol must be one of {', '.join(TEST_PROTOCOLS)}, got {self.test_protocol!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             bad(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not (isinstance(self.logit_temperature, (int, float)) and math.isfinite(self.logit_temperature) and self.logit_temperature > 0):
+            bad(f"logit_temperature must be a positive number, got {self.logit_temperature!r}")
         if not 0 <= self.label_smoothing < 1:
             bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:

@@ -594,7 +594,9 @@ class _Trainer:
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
         with autocast:
             output = self.forward_model(x)
-            loss = self.model.training_loss(output, labels, label_smoothing=self.recipe.label_smoothing)
+            loss = self.model.training_loss(
+                output, labels, label_smoothing=self.recipe.label_smoothing, temperature=self.recipe.logit_temperature
+            )
         loss_value = float(loss.detach())
         if D.any_rank(not math.isfinite(loss_value), self.ctx):
             self._stop_non_finite(global_step, loss_value, lr)
