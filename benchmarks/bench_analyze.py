@@ -44,6 +44,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--all", action="store_true", help="also time every registered model once, in total (target < 30 s)")
+    parser.add_argument(
+        "--floor", action="store_true",
+        help="also time the bare meta-device forward under a dispatch mode that only runs the ops: the lower "
+             "bound of any tracer that sees ATen ops, as ours must to equal FlopCounterMode",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("fvcore").setLevel(logging.ERROR)
@@ -57,6 +62,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     speedups, end_to_end = [], []
+    floor_rows: list[tuple[str, float, float]] = []
     for name in args.models:
         info = cnnatlas.model_info(name)
         meta_model = cnnatlas.registry.create_meta_model(name)
@@ -82,6 +88,7 @@ def main() -> None:
         pt_macs = int(pt_macs) * args.batch  # ptflops reports the average per image of the batch
         speedup = min(fv_t, pt_t) / ours_t
         speedups.append(speedup)
+        floor_rows.append((name, ours_t, min(fv_t, pt_t)))
         end_to_end.append((build_t + min(fv_t, pt_t)) / named_t)
         print(
             f"{name:18s} {ours_t:8.3f} {named_t:10.3f} {fv_t:9.3f} {pt_t:9.3f} {build_t:8.3f} {speedup:7.1f}× | "
@@ -89,6 +96,20 @@ def main() -> None:
         )
     print(f"speed-up over the faster of fvcore/ptflops (analysis call on a built model): min {min(speedups):.1f}×, max {max(speedups):.1f}×")
     print(f"speed-up from a model name to its totals (each tool's build included): min {min(end_to_end):.1f}×, max {max(end_to_end):.1f}×")
+    if args.floor:
+        from cnnatlas.analysis.trace import _Tracer
+
+        print(f"{'model':18s} {'floor s':>8s} {'ours s':>8s} {'fastest of theirs ÷ floor':>26s}")
+        for name, ours_t, theirs_t in floor_rows:
+            meta_model = cnnatlas.registry.create_meta_model(name).eval()
+            x = torch.empty(args.batch, *cnnatlas.model_info(name).input_size, device="meta")
+
+            def bare_dispatch() -> None:
+                with torch.enable_grad(), _Tracer(lambda *_: None):
+                    meta_model(x)
+
+            floor_t, _ = best_of(args.repeat, bare_dispatch)
+            print(f"{name:18s} {floor_t:8.3f} {ours_t:8.3f} {theirs_t / floor_t:25.1f}×")
     if args.all:
         names = cnnatlas.list_models()
         start = time.perf_counter()

@@ -86,7 +86,7 @@ ROUNDED_PARAMS = [
     ("wrn40_4", 8.9, "Zagoruyko & Komodakis 2016 Table 5", _params),
     ("wrn16_8", 11.0, "Zagoruyko & Komodakis 2016 Table 5", _params),
     ("wrn28_10", 36.5, "Zagoruyko & Komodakis 2016 Table 5", _params),
-    ("wide_resnet50_2", 68.9, "Zagoruyko & Komodakis 2016 Table 7 (WRN-50-2-bottleneck)", _params),
+    ("wide_resnet50_2", 68.9, "Zagoruyko & Komodakis 2016 Table 8 (WRN-50-2-bottleneck)", _params),
     ("resnext29_8x64d", 34.4, "Xie et al. 2017 Table 7", _params),
     ("resnext29_16x64d", 68.1, "Xie et al. 2017 Table 7 (without BN parameters)", _params_without_bn),
 ]

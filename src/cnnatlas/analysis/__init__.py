@@ -106,7 +106,7 @@ def analyze(
     names = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
     display = display_namer(names)
 
-    was_training = model.training
+    was_training = model.training and not isinstance(model_or_name, str)  # a model built here is not handed back
     model.eval()
     try:
         result = trace(model, x, state, names)
@@ -120,7 +120,8 @@ def analyze(
             raise _too_small(model, name, shape, f"{name} cannot run on input {'×'.join(map(str, size))}: {where}") from None
         raise
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
     rows = [_finish(raw) for raw in result.rows]
     module_types = {path: type(m).__name__ for path, m in result.modules}

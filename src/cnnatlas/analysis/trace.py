@@ -270,7 +270,7 @@ def trace(
     given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
     display = display_namer(names)
     modules = list(model.named_modules())
-    leaves = {id(module) for _, module in modules if not any(True for _ in module.children())}
+    leaves = {id(module) for _, module in modules if all(child is None for child in module._modules.values())}
     params = _ParamInfo(modules)
     rows: list[RawRow] = []
     stack: list[_Frame] = []
