@@ -14,6 +14,8 @@ from cnnatlas.data.augment import (
     IMAGENET_PCA_EIGENVALUES,
     IMAGENET_PCA_EIGENVECTORS,
     TRAIN_AUGMENTS,
+    SIZE_KEEPING_AUGMENTS,
+    ElasticAffine,
     InceptionCrop,
     LeCunAffine,
     PadCropFlip,
@@ -40,7 +42,7 @@ def _images(n: int = 4, side: int = 64, chans: int = 3, seed: int = 0) -> torch.
 def test_shapes_ranges_and_dtype(name: str, out_size: int | None) -> None:
     x = _images()
     out = build_train_augment(name, out_size=out_size)(x, _gen())
-    default_side = 64 if name in ("none", "pad_crop_flip", "shift", "lecun_affine") else 224  # the papers' 224 crops
+    default_side = 64 if name in SIZE_KEEPING_AUGMENTS else 224  # the papers' 224 crops
     side = out_size or default_side
     assert out.shape == (4, 3, side, side) and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
@@ -227,3 +229,28 @@ def test_lecun_affine_shear_is_horizontal_and_translation_moves_ink() -> None:
     centres = (moved[:, 0].sum(dim=2) * torch.arange(28.0)).sum(dim=1) / moved[:, 0].sum(dim=(1, 2))
     assert float((centres - 14).abs().max()) <= 2.0 + 1e-4
     assert float((centres - 14).abs().max()) > 0.1
+
+
+def test_elastic_affine_without_elasticity_is_lecun_affine() -> None:
+    x = _images(n=5, side=28, chans=1)
+    torch.testing.assert_close(ElasticAffine(alpha=0)(x, _gen(3)), LeCunAffine()(x, _gen(3)), rtol=0, atol=1e-6)
+
+
+def test_elastic_displacement_is_smooth_local_and_per_image() -> None:
+    # Simard et al. 2003 §2: a smoothed random field moves ink by a few pixels, differently in
+    # each image and at each place (an affine map would move two distant dots alike).
+    x = torch.zeros(16, 1, 28, 28)
+    x[:, :, 8, 8] = 1.0
+    x[:, :, 20, 20] = 1.0
+    out = ElasticAffine(max_shift=0, scale=0, squeeze=0, shear=0)(x, _gen(4))
+    def centre(image: torch.Tensor) -> torch.Tensor:  # (row, column) centre of the ink
+        mass, grid = image.sum(), torch.arange(float(image.shape[0]))
+        return torch.stack([(image.sum(1) * grid).sum() / mass, (image.sum(0) * grid).sum() / mass])
+
+    moves = torch.stack([
+        torch.stack([centre(img[0, :14, :14]) - 8, centre(img[0, 14:, 14:]) - 6]) for img in out
+    ])  # (image, dot, axis) displacement of each dot
+    assert float(moves.abs().max()) < 6.0  # local: at most a few pixels
+    assert float(moves.abs().max()) > 0.3  # but it does move ink
+    assert float((moves[:, 0] - moves[:, 1]).abs().max()) > 0.3  # the two dots move differently
+    assert float(moves[:, 0].std(dim=0).min()) > 0.1  # and differently in each image

@@ -37,6 +37,12 @@ Names (``build_train_augment(name, out_size=…)``):
     shearing", drawn per image. The paper prints no ranges; ours are translations of ±2 pixels,
     scaling and squeezing by factors in [0.9, 1.1] and a shear of ±0.15, resampled bilinearly
     with zero fill in one ``F.grid_sample``. No mirroring: a mirrored digit is another symbol.
+``elastic_affine``
+    ``lecun_affine`` plus the elastic distortion of Simard, Steinkraus & Platt 2003 §2 ("Best
+    practices for convolutional neural networks applied to visual document analysis"): a
+    per-pixel random displacement field, uniform in [−1, 1], smoothed by a Gaussian of σ = 4
+    pixels and scaled by α = 34 pixels (their values for 28×28 digits), added to the affine
+    sampling grid: still one ``F.grid_sample`` per batch.
 ``resnet_scale``
     He et al. 2015 §3.4: "the image is resized with its shorter side randomly sampled in
     [256, 480] for scale augmentation. A 224×224 crop is randomly sampled from an image or its
@@ -79,10 +85,11 @@ _LUMA = (0.299, 0.587, 0.114)
 PAPER_SIDE = 224
 TRAIN_AUGMENTS = (
     "none", "pad_crop_flip", "alexnet", "vgg_scale_jitter", "inception_crop", "resnet_scale", "shift", "lecun_affine",
+    "elastic_affine",
 )
 # Those whose output keeps the stored image size by default (digits, CIFAR); the others make the
 # papers' 224 crops, scaled to the recipe's image size.
-SIZE_KEEPING_AUGMENTS = ("none", "pad_crop_flip", "shift", "lecun_affine")
+SIZE_KEEPING_AUGMENTS = ("none", "pad_crop_flip", "shift", "lecun_affine", "elastic_affine")
 
 
 # -- building blocks ---------------------------------------------------------------------------
@@ -363,8 +370,13 @@ class LeCunAffine:
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         _check_batch(x)
+        size = self.out_size or min(x.shape[-2:])
+        out = F.grid_sample(to_float(x), self._affine_grid(x, gen, size), mode="bilinear", padding_mode="zeros", align_corners=False)
+        return out.clamp_(0.0, 1.0)
+
+    def _affine_grid(self, x: Tensor, gen: torch.Generator, size: int) -> Tensor:
+        """The (n, size, size, 2) sampling grid of one random distortion per image."""
         n, chans, height, width = x.shape
-        size = self.out_size or min(height, width)
         draws = torch.rand(5, n, generator=gen, device=gen.device).to(x.device) * 2 - 1  # U[-1, 1]
         scale = 1 + self.scale * draws[0]
         squeeze = 1 + self.squeeze * draws[1]
@@ -376,8 +388,38 @@ class LeCunAffine:
         theta[:, 0, 1] = self.shear * draws[2]
         theta[:, 0, 2] = self.max_shift * draws[3] * 2 / width
         theta[:, 1, 2] = self.max_shift * draws[4] * 2 / height
-        grid = F.affine_grid(theta, [n, chans, size, size], align_corners=False)
-        out = F.grid_sample(to_float(x), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return F.affine_grid(theta, [n, chans, size, size], align_corners=False)
+
+
+class ElasticAffine(LeCunAffine):
+    """``lecun_affine`` plus Simard, Steinkraus & Platt's (2003, §2) elastic distortion: a
+    random displacement field, uniform in [−1, 1] per pixel and axis, smoothed by a Gaussian of
+    standard deviation ``sigma`` pixels and scaled by ``alpha`` pixels, added to the affine
+    sampling grid, so the batch is still resampled by one ``F.grid_sample``."""
+
+    def __init__(self, out_size: int | None = None, alpha: float = 34.0, sigma: float = 4.0, **affine: float) -> None:
+        super().__init__(out_size, **affine)
+        self.alpha, self.sigma = alpha, sigma
+
+    def _smoothing_kernel(self, device: torch.device) -> Tensor:
+        radius = int(math.ceil(2 * self.sigma))
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+        kernel = torch.exp(-0.5 * (taps / self.sigma) ** 2)
+        return kernel / kernel.sum()
+
+    def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        _check_batch(x)
+        n, chans, height, width = x.shape
+        size = self.out_size or min(height, width)
+        grid = self._affine_grid(x, gen, size)
+        field = torch.rand(n * 2, 1, size, size, generator=gen, device=gen.device).to(x.device) * 2 - 1
+        kernel = self._smoothing_kernel(x.device)
+        radius = kernel.numel() // 2
+        field = F.conv2d(field, kernel.view(1, 1, 1, -1), padding=(0, radius))  # along x
+        field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0))  # along y
+        # Pixels → grid units ([-1, 1] spans the side): (dx, dy) for each output pixel.
+        field = field.view(n, 2, size, size).permute(0, 2, 3, 1) * (self.alpha * 2 / size)
+        out = F.grid_sample(to_float(x), grid + field, mode="bilinear", padding_mode="zeros", align_corners=False)
         return out.clamp_(0.0, 1.0)
 
 
@@ -404,6 +446,8 @@ def build_train_augment(name: str, *, out_size: int | None = None) -> Augment:
         return RandomShift(2, out_size)
     if name == "lecun_affine":
         return LeCunAffine(out_size)
+    if name == "elastic_affine":
+        return ElasticAffine(out_size)
     from cnnatlas.errors import InputError
 
     raise InputError(f"unknown augmentation {name!r}; choose one of {', '.join(TRAIN_AUGMENTS)}")
