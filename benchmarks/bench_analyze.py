@@ -105,7 +105,9 @@ def main() -> None:
             x = torch.empty(args.batch, *cnnatlas.model_info(name).input_size, device="meta")
 
             def bare_dispatch() -> None:
-                with torch.enable_grad(), _Tracer(lambda *_: None):
+                # No autograd (ours needs it for the saved-tensor memory estimate), no hooks, no
+                # bookkeeping: only PyTorch's dispatch of each op to a meta kernel.
+                with torch.no_grad(), _Tracer(lambda *_: None):
                     meta_model(x)
 
             floor_t, _ = best_of(args.repeat, bare_dispatch)
