@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 
 import pytest
@@ -193,6 +194,8 @@ def test_fast_meta_kernels_agree_with_the_real_ones() -> None:
         (torch.ops.aten.cat.default, ([x, x[:, :2].contiguous()], 1)),
         (torch.ops.aten.native_batch_norm.default, (x, mean, mean, mean, mean, False, 0.1, 1e-5)),
         (torch.ops.aten._native_batch_norm_legit_no_training.default, (x, mean, mean, mean, mean, 0.1, 1e-5)),
+        # F.linear's addmm: bias, input, weight.t() (a non-contiguous view)
+        (torch.ops.aten.addmm.default, (mean[:5], torch.empty(3, 8, device="meta"), torch.empty(5, 8, device="meta").t())),
     ]
     for op, args in cases:
         fast, real = _FAST_META[op](*args), op(*args)
@@ -201,6 +204,28 @@ def test_fast_meta_kernels_agree_with_the_real_ones() -> None:
     out = _fast_pointwise(torch.ops.aten.add.Tensor, (x, x), {})
     assert out.shape == x.shape and out is not x
     assert _fast_pointwise(torch.ops.aten.relu_.default, (x,), {}) is x
+
+
+def test_fast_max_pool_shapes_equal_the_meta_kernel_including_ceil_mode_and_errors() -> None:
+    # ATen's rule (pooling_output_shape_pad_lr): with ceil_mode a last window starting in the
+    # right padding is dropped; padding over half the kernel is an error the real kernel raises.
+    pool = _FAST_META[torch.ops.aten.max_pool2d_with_indices.default]
+    checked = 0
+    for side, kernel, stride, pad, dilation, ceil in itertools.product(
+        (1, 2, 5, 6, 7, 13, 14), (1, 2, 3), (1, 2, 3), (0, 1, 2), (1, 2), (False, True)
+    ):
+        x = torch.empty(1, 2, side, side + 1, device="meta")
+        args = (x, [kernel, kernel], [stride, stride], [pad, pad], [dilation, dilation], ceil)
+        try:
+            real = torch.ops.aten.max_pool2d_with_indices.default(*args)
+        except RuntimeError:
+            assert pool(*args) is None, args  # declined: the real kernel raises its own error
+            continue
+        fast = pool(*args)
+        assert fast is not None, args
+        assert [(t.shape, t.stride(), t.dtype) for t in fast] == [(t.shape, t.stride(), t.dtype) for t in real], args
+        checked += 1
+    assert checked > 300
 
 
 def test_too_small_input_names_the_layer_and_the_smallest_size() -> None:

@@ -107,7 +107,8 @@ def analyze(
     display = display_namer(names)
 
     was_training = model.training and not isinstance(model_or_name, str)  # a model built here is not handed back
-    model.eval()
+    if any(module.training for module in model.modules()):
+        model.eval()
     try:
         result = trace(model, x, state, names)
     except InputError as exc:

@@ -108,8 +108,8 @@ class _ParamInfo:
         seen: set[int] = set()
         for path, module in modules:
             owned = []
-            for pname, param in module.named_parameters(recurse=False):
-                if id(param) not in seen:
+            for pname, param in module._parameters.items():  # named_parameters(recurse=False), cheaper
+                if param is not None and id(param) not in seen:
                     seen.add(id(param))
                     owned.append((pname, param))
             if owned:
@@ -214,6 +214,47 @@ def _fast_cat(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
     return first.new_empty(shape)
 
 
+def _pooled_side(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil_mode: bool) -> int:
+    """ATen's pooling output size (``pooling_output_shape_pad_lr``): floor or ceil, and with
+    ceil a last window that would start in the right padding is dropped."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _fast_max_pool2d(
+    x: Tensor, kernel: list, stride: list = (), padding: list = (0,), dilation: list = (1,), ceil_mode: bool = False,
+) -> tuple[Tensor, Tensor] | None:
+    # The meta kernel checks and computes the shape in Python (~0.3 ms); for the usual 4-D
+    # contiguous input it is the formula above, and the indices are int64 of the same shape.
+    if x.dim() != 4 or not _plain_meta(x) or not all(len(v) in (1, 2) for v in (kernel, padding, dilation)) or len(stride) > 2:
+        return None
+    two = lambda v: (int(v[0]), int(v[-1]))  # noqa: E731 - (h, w) of a 1- or 2-element list
+    (kh, kw), (ph, pw), (dh, dw) = two(kernel), two(padding), two(dilation)
+    sh, sw = two(stride) if len(stride) else (kh, kw)
+    if min(kh, kw, sh, sw, dh, dw) < 1 or ph > kh // 2 or pw > kw // 2:
+        return None  # let the real kernel raise its own error
+    size = (_pooled_side(int(x.shape[2]), kh, ph, sh, dh, ceil_mode), _pooled_side(int(x.shape[3]), kw, pw, sw, dw, ceil_mode))
+    if min(size) < 1:
+        return None
+    shape = (x.shape[0], x.shape[1], *size)
+    return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
+
+
+def _fast_addmm(bias: Tensor, mat1: Tensor, mat2: Tensor, *rest: Any, **kwargs: Any) -> Tensor | None:
+    # A fully connected layer: its meta kernel broadcasts in Python (~1 ms); the result of
+    # bias + mat1 @ mat2 is a contiguous (n, m) matrix when the bias broadcasts to it.
+    if mat1.dim() != 2 or mat2.dim() != 2 or mat1.shape[1] != mat2.shape[0] or bias.dim() > 2:
+        return None
+    if not _plain_meta(mat1, bias) or mat2.device.type != "meta" or mat2.dtype != mat1.dtype or bias.dtype != mat1.dtype:
+        return None  # mat2 is usually weight.t(), a non-contiguous view: only its shape matters
+    shape = (mat1.shape[0], mat2.shape[1])
+    if any(b not in (1, s) for b, s in zip(reversed(bias.shape), reversed(shape))):
+        return None
+    return mat1.new_empty(shape)
+
+
 _POINTWISE = frozenset(
     "relu hardtanh leaky_relu sigmoid tanh silu hardswish gelu elu add sub mul div clamp clamp_min".split()
 )
@@ -242,6 +283,8 @@ _FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten.cat.default: _fast_cat,
     torch.ops.aten.native_batch_norm.default: _fast_batch_norm,
     torch.ops.aten.convolution.default: _fast_convolution,
+    torch.ops.aten.addmm.default: _fast_addmm,
+    torch.ops.aten.max_pool2d_with_indices.default: _fast_max_pool2d,
 }
 
 
