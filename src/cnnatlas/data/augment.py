@@ -409,8 +409,8 @@ class ElasticAffine(LeCunAffine):
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         _check_batch(x)
-        n, chans, height, width = x.shape
-        size = self.out_size or min(height, width)
+        n = x.shape[0]
+        size = self.out_size or min(x.shape[-2:])
         grid = self._affine_grid(x, gen, size)
         field = torch.rand(n * 2, 1, size, size, generator=gen, device=gen.device).to(x.device) * 2 - 1
         kernel = self._smoothing_kernel(x.device)

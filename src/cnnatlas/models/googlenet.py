@@ -352,10 +352,11 @@ class GoogLeNet(AtlasModel):
     def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0) -> Tensor:
         """§5: "the loss of the auxiliary classifiers was weighted by 0.3" and added to the main
         loss during training."""
+        head_loss = super().training_loss  # cross-entropy of one head's logits ÷ temperature
         if isinstance(output, Tensor):
-            return super().training_loss(output, target, label_smoothing, temperature)
+            return head_loss(output, target, label_smoothing, temperature)
         main, aux2, aux1 = output
-        losses = [super(GoogLeNet, self).training_loss(o, target, label_smoothing, temperature) for o in (main, aux1, aux2)]
+        losses = [head_loss(o, target, label_smoothing, temperature) for o in (main, aux1, aux2)]
         return losses[0] + 0.3 * (losses[1] + losses[2])
 
     def reset_classifier(self, num_classes: int) -> None:
