@@ -14,7 +14,8 @@ from cnnatlas.analysis import analyze
 @pytest.mark.parametrize(
     "n, k, s, p, d, ceil",
     [(227, 11, 4, 0, 1, False), (55, 3, 2, 0, 1, True), (112, 3, 2, 0, 1, True), (224, 3, 1, 1, 1, False),
-     (33, 3, 2, 1, 2, False), (14, 3, 2, 1, 1, True), (7, 7, 1, 0, 1, False)],
+     (33, 3, 2, 1, 2, False), (14, 3, 2, 1, 1, True), (7, 7, 1, 0, 1, False),
+     (1, 2, 2, 0, 1, True), (3, 4, 2, 0, 1, True)],  # ceil mode: a window may hang over the end
 )
 def test_output_size_matches_pytorch(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> None:
     pool = nn.MaxPool2d(k, s, p, dilation=d, ceil_mode=ceil)

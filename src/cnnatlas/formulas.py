@@ -44,13 +44,13 @@ def conv_output_size(
     (55, 56)
     """
     span = n + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
-        raise ValueError(f"a {kernel}×{kernel} window (dilation {dilation}) does not fit in {n} + 2·{padding}")
-    if not ceil_mode:
-        return span // stride + 1
-    out = -(-span // stride) + 1
-    if (out - 1) * stride >= n + padding:  # the last window starts in the padding: drop it
+    # Rounding up lets a window hang over the end (a 2×2/2 pool of a 1×2 map gives 1×1, as in
+    # PyTorch), so in ceil mode only an empty result means "does not fit".
+    out = -(-span // stride) + 1 if ceil_mode else span // stride + 1
+    if ceil_mode and (out - 1) * stride >= n + padding:  # the last window starts in the padding: drop it
         out -= 1
+    if span < 0 and not (ceil_mode and out >= 1):
+        raise ValueError(f"a {kernel}×{kernel} window (dilation {dilation}) does not fit in {n} + 2·{padding}")
     return out
 
 

@@ -18,7 +18,7 @@ Tensors live on the meta device: shapes and dtypes only, no storage, no arithmet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cnnatlas.analysis import rules
 from cnnatlas.analysis.receptive import INPUT_FIELD, Field, ReceptiveFieldTable
+from cnnatlas.formulas import conv_output_size
 
 # Metadata queries FlopCounterMode lets through untouched; we do the same.
 _METADATA_OPS = {
@@ -179,6 +180,22 @@ def _fast_batch_norm(x: Tensor, weight: Any, bias: Any, mean: Any, var: Any, tra
     return x.new_empty(x.shape), x.new_empty(mean.shape), x.new_empty(mean.shape)
 
 
+def _output_sides(
+    x: Tensor, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+    ceil_mode: bool = False,
+) -> tuple[int, int] | None:
+    """(h, w) of a 2-D convolution or pool over ``x`` by :func:`cnnatlas.formulas.conv_output_size`
+    (ATen's rule, ceil mode included), or None when a window does not fit."""
+    try:
+        size = tuple(
+            conv_output_size(int(x.shape[2 + a]), int(kernel[a]), int(stride[a]), int(padding[a]), int(dilation[a]), ceil_mode)
+            for a in range(2)
+        )
+    except ValueError:
+        return None
+    return size if min(size) >= 1 else None  # type: ignore[return-value]
+
+
 def _fast_convolution(
     x: Tensor, weight: Tensor, bias: Any, stride: list, padding: list, dilation: list,
     transposed: bool, output_padding: list, groups: int,
@@ -189,11 +206,8 @@ def _fast_convolution(
         return None
     if len(stride) != 2 or len(padding) != 2 or len(dilation) != 2 or x.shape[1] != weight.shape[1] * groups:
         return None
-    size = [
-        (int(x.shape[2 + a]) + 2 * int(padding[a]) - int(dilation[a]) * (int(weight.shape[2 + a]) - 1) - 1) // int(stride[a]) + 1
-        for a in range(2)
-    ]
-    if min(size) < 1:
+    size = _output_sides(x, weight.shape[2:], stride, padding, dilation)
+    if size is None:
         return None  # let the real kernel raise its own error
     return x.new_empty((x.shape[0], weight.shape[0], *size))
 
@@ -214,15 +228,6 @@ def _fast_cat(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
     return first.new_empty(shape)
 
 
-def _pooled_side(size: int, kernel: int, pad: int, stride: int, dilation: int, ceil_mode: bool) -> int:
-    """ATen's pooling output size (``pooling_output_shape_pad_lr``): floor or ceil, and with
-    ceil a last window that would start in the right padding is dropped."""
-    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
-    if ceil_mode and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
-
-
 def _fast_max_pool2d(
     x: Tensor, kernel: list, stride: list = (), padding: list = (0,), dilation: list = (1,), ceil_mode: bool = False,
 ) -> tuple[Tensor, Tensor] | None:
@@ -235,8 +240,8 @@ def _fast_max_pool2d(
     sh, sw = two(stride) if len(stride) else (kh, kw)
     if min(kh, kw, sh, sw, dh, dw) < 1 or ph > kh // 2 or pw > kw // 2:
         return None  # let the real kernel raise its own error
-    size = (_pooled_side(int(x.shape[2]), kh, ph, sh, dh, ceil_mode), _pooled_side(int(x.shape[3]), kw, pw, sw, dw, ceil_mode))
-    if min(size) < 1:
+    size = _output_sides(x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
+    if size is None:
         return None
     shape = (x.shape[0], x.shape[1], *size)
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
