@@ -62,7 +62,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     speedups, end_to_end = [], []
-    floor_rows: list[tuple[str, float, float]] = []
+    floor_rows: list[tuple[str, tuple[int, ...], float, float]] = []
     for name in args.models:
         info = cnnatlas.model_info(name)
         meta_model = cnnatlas.registry.create_meta_model(name)
@@ -88,7 +88,7 @@ def main() -> None:
         pt_macs = int(pt_macs) * args.batch  # ptflops reports the average per image of the batch
         speedup = min(fv_t, pt_t) / ours_t
         speedups.append(speedup)
-        floor_rows.append((name, ours_t, min(fv_t, pt_t)))
+        floor_rows.append((name, tuple(info.input_size), ours_t, min(fv_t, pt_t)))
         end_to_end.append((build_t + min(fv_t, pt_t)) / named_t)
         print(
             f"{name:18s} {ours_t:8.3f} {named_t:10.3f} {fv_t:9.3f} {pt_t:9.3f} {build_t:8.3f} {speedup:7.1f}× | "
@@ -100,9 +100,9 @@ def main() -> None:
         from cnnatlas.analysis.trace import _Tracer
 
         print(f"{'model':18s} {'floor s':>8s} {'ours s':>8s} {'fastest of theirs ÷ floor':>26s}")
-        for name, ours_t, theirs_t in floor_rows:
+        for name, input_size, ours_t, theirs_t in floor_rows:
             meta_model = cnnatlas.registry.create_meta_model(name).eval()
-            x = torch.empty(args.batch, *cnnatlas.model_info(name).input_size, device="meta")
+            x = torch.empty(args.batch, *input_size, device="meta")
 
             def bare_dispatch() -> None:
                 # No autograd (ours needs it for the saved-tensor memory estimate), no hooks, no

@@ -371,10 +371,10 @@ class LeCunAffine:
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         _check_batch(x)
         size = self.out_size or min(x.shape[-2:])
-        out = F.grid_sample(to_float(x), self._affine_grid(x, gen, size), mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(to_float(x), self._grid(x, gen, size), mode="bilinear", padding_mode="zeros", align_corners=False)
         return out.clamp_(0.0, 1.0)
 
-    def _affine_grid(self, x: Tensor, gen: torch.Generator, size: int) -> Tensor:
+    def _grid(self, x: Tensor, gen: torch.Generator, size: int) -> Tensor:
         """The (n, size, size, 2) sampling grid of one random distortion per image."""
         n, chans, height, width = x.shape
         draws = torch.rand(5, n, generator=gen, device=gen.device).to(x.device) * 2 - 1  # U[-1, 1]
@@ -407,20 +407,17 @@ class ElasticAffine(LeCunAffine):
         kernel = torch.exp(-0.5 * (taps / self.sigma) ** 2)
         return kernel / kernel.sum()
 
-    def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
-        _check_batch(x)
+    def _grid(self, x: Tensor, gen: torch.Generator, size: int) -> Tensor:
+        """The affine grid plus a smoothed random displacement of every output pixel."""
         n = x.shape[0]
-        size = self.out_size or min(x.shape[-2:])
-        grid = self._affine_grid(x, gen, size)
+        grid = super()._grid(x, gen, size)
         field = torch.rand(n * 2, 1, size, size, generator=gen, device=gen.device).to(x.device) * 2 - 1
         kernel = self._smoothing_kernel(x.device)
         radius = kernel.numel() // 2
         field = F.conv2d(field, kernel.view(1, 1, 1, -1), padding=(0, radius))  # along x
         field = F.conv2d(field, kernel.view(1, 1, -1, 1), padding=(radius, 0))  # along y
         # Pixels → grid units ([-1, 1] spans the side): (dx, dy) for each output pixel.
-        field = field.view(n, 2, size, size).permute(0, 2, 3, 1) * (self.alpha * 2 / size)
-        out = F.grid_sample(to_float(x), grid + field, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return out.clamp_(0.0, 1.0)
+        return grid + field.view(n, 2, size, size).permute(0, 2, 3, 1) * (self.alpha * 2 / size)
 
 
 def build_train_augment(name: str, *, out_size: int | None = None) -> Augment:
