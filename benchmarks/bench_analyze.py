@@ -43,11 +43,14 @@ def main() -> None:
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--all", action="store_true", help="also time every registered model once, in total (target < 30 s)")
     parser.add_argument(
-        "--floor", action="store_true",
+        "--all", action="store_true", help="also time every registered model once, in total (target < 30 s)"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
         help="also time the bare meta-device forward under a dispatch mode that only runs the ops: the lower "
-             "bound of any tracer that sees ATen ops, as ours must to equal FlopCounterMode",
+        "bound of any tracer that sees ATen ops, as ours must to equal FlopCounterMode",
     )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -81,7 +84,11 @@ def main() -> None:
         pt_t, (pt_macs, pt_params) = best_of(
             args.repeat,
             lambda: get_model_complexity_info(
-                model, tuple(info.input_size), as_strings=False, print_per_layer_stat=False, verbose=False,
+                model,
+                tuple(info.input_size),
+                as_strings=False,
+                print_per_layer_stat=False,
+                verbose=False,
                 input_constructor=lambda size: x,
             ),
         )
@@ -94,8 +101,12 @@ def main() -> None:
             f"{name:18s} {ours_t:8.3f} {named_t:10.3f} {fv_t:9.3f} {pt_t:9.3f} {build_t:8.3f} {speedup:7.1f}× | "
             f"{ours.totals['macs']:15,d} {fv_total:15,d} {int(pt_macs):15,d} | {ours.totals['params']:12,d} {int(pt_params):12,d}"
         )
-    print(f"speed-up over the faster of fvcore/ptflops (analysis call on a built model): min {min(speedups):.1f}×, max {max(speedups):.1f}×")
-    print(f"speed-up from a model name to its totals (each tool's build included): min {min(end_to_end):.1f}×, max {max(end_to_end):.1f}×")
+    print(
+        f"speed-up over the faster of fvcore/ptflops (analysis call on a built model): min {min(speedups):.1f}×, max {max(speedups):.1f}×"
+    )
+    print(
+        f"speed-up from a model name to its totals (each tool's build included): min {min(end_to_end):.1f}×, max {max(end_to_end):.1f}×"
+    )
     if args.floor:
         from cnnatlas.analysis.trace import _Tracer
 

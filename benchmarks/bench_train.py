@@ -25,8 +25,16 @@ import time
 import torch
 
 
-def reference_images_per_s(model_name: str, images: torch.Tensor, labels: torch.Tensor, batch: int,
-                           workers: int, device: torch.device, mean, std) -> float:
+def reference_images_per_s(
+    model_name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch: int,
+    workers: int,
+    device: torch.device,
+    mean,
+    std,
+) -> float:
     import numpy as np
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
@@ -38,10 +46,14 @@ def reference_images_per_s(model_name: str, images: torch.Tensor, labels: torch.
         def __init__(self) -> None:
             self.data = images.permute(0, 2, 3, 1).numpy()
             self.targets = labels.tolist()
-            self.transform = transforms.Compose([
-                transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                transforms.ToTensor(), transforms.Normalize(mean, std),
-            ])
+            self.transform = transforms.Compose(
+                [
+                    transforms.RandomCrop(32, padding=4),
+                    transforms.RandomHorizontalFlip(),
+                    transforms.ToTensor(),
+                    transforms.Normalize(mean, std),
+                ]
+            )
 
         def __len__(self) -> int:
             return len(self.targets)
@@ -52,8 +64,14 @@ def reference_images_per_s(model_name: str, images: torch.Tensor, labels: torch.
     torch.manual_seed(0)
     model = cnnatlas.create_model(model_name, num_classes=10, in_chans=3).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    loader = DataLoader(PilDataset(), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        PilDataset(),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
     seen, start = 0, time.perf_counter()
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -70,9 +88,17 @@ def ours_images_per_s(model_name: str, n: int, batch: int, device: str) -> float
     from cnnatlas.train.trainer import train
 
     with tempfile.TemporaryDirectory() as out:
-        result = train(model_name, out=f"{out}/run", data="synthetic", recipe="resnet_cifar", epochs=1,
-                       batch_size=batch, device=device, limit_test=batch,
-                       data_options={"num_samples": n, "image_size": (3, 32, 32), "num_classes": 10})
+        result = train(
+            model_name,
+            out=f"{out}/run",
+            data="synthetic",
+            recipe="resnet_cifar",
+            epochs=1,
+            batch_size=batch,
+            device=device,
+            limit_test=batch,
+            data_options={"num_samples": n, "image_size": (3, 32, 32), "num_classes": 10},
+        )
     return float(result.metrics[-1]["images_per_s"])
 
 
@@ -94,11 +120,14 @@ def main() -> None:
     for _ in range(args.repeats):
         ours.append(ours_images_per_s(args.model, args.images, args.batch, args.device))
         for w in args.workers:
-            refs[w].append(reference_images_per_s(args.model, data.images, data.labels, args.batch, w, device,
-                                                  data.mean, data.std))
+            refs[w].append(
+                reference_images_per_s(args.model, data.images, data.labels, args.batch, w, device, data.mean, data.std)
+            )
     fmt = lambda xs: f"{statistics.mean(xs):8.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0:6.1f}"  # noqa: E731
-    print(f"# {args.model}, {args.images} synthetic 32×32 images, batch {args.batch}, {args.repeats} runs, "
-          f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print(
+        f"# {args.model}, {args.images} synthetic 32×32 images, batch {args.batch}, {args.repeats} runs, "
+        f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+    )
     print(f"{'pipeline':40s} {'images/s (mean ± std)':>24s} {'ours ÷ it':>10s}")
     print(f"{'cnnatlas trainer (batch aug on device)':40s} {fmt(ours):>24s} {'':>10s}")
     for w, xs in refs.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from cnnatlas.cli import model_rows, models_markdown
+from cnnatlas.cli.models import model_rows, models_markdown
 from cnnatlas.registry import list_models
 
 README = Path(__file__).resolve().parent.parent / "README.md"

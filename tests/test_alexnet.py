@@ -57,9 +57,17 @@ def test_2012_walkthrough_numbers() -> None:
     # Fig. 2 (both towers together): 55×55×96, 27×27×256, 13×13×384, 13×13×384, 13×13×256,
     # pools overlapping 3×3/2 (§3.4), then 4096, 4096, 1000.
     assert shapes == {
-        "conv1": (96, 55, 55), "pool1": (96, 27, 27), "conv2": (256, 27, 27), "pool2": (256, 13, 13),
-        "conv3": (384, 13, 13), "conv4": (384, 13, 13), "conv5": (256, 13, 13), "pool5": (256, 6, 6),
-        "fc6": (4096,), "fc7": (4096,), "fc8": (1000,),
+        "conv1": (96, 55, 55),
+        "pool1": (96, 27, 27),
+        "conv2": (256, 27, 27),
+        "pool2": (256, 13, 13),
+        "conv3": (384, 13, 13),
+        "conv4": (384, 13, 13),
+        "conv5": (256, 13, 13),
+        "pool5": (256, 6, 6),
+        "fc6": (4096,),
+        "fc7": (4096,),
+        "fc8": (1000,),
     }
 
 
@@ -89,8 +97,20 @@ def test_2012_init_follows_section_5() -> None:
     torch.manual_seed(0)
     model = cnnatlas.create_model("alexnet_2012")
     # §5: biases 1 in conv2, conv4, conv5 and the hidden fc layers, 0 elsewhere; weights N(0, 0.01).
-    biases = {n: float(getattr(model, n).bias.detach().mean()) for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")}
-    assert biases == {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0, "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
+    biases = {
+        n: float(getattr(model, n).bias.detach().mean())
+        for n in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+    }
+    assert biases == {
+        "conv1": 0.0,
+        "conv2": 1.0,
+        "conv3": 0.0,
+        "conv4": 1.0,
+        "conv5": 1.0,
+        "fc6": 1.0,
+        "fc7": 1.0,
+        "fc8": 0.0,
+    }
     assert abs(float(model.fc6.weight.detach().std()) - 0.01) < 1e-4
 
 
@@ -98,7 +118,9 @@ def test_2012_input_size_range_and_the_224_misprint() -> None:
     model = _meta("alexnet_2012")
     assert (model.min_input_size, model.max_input_size) == (227, 258)
     # (224 − 11)/4 + 1 is not an integer: the paper's "224×224" cannot give Fig. 2's 55×55.
-    with pytest.raises(InputError, match=r"alexnet_2012 needs input between 227×227 and 258×258 pixels, got 224×224: layer fc6"):
+    with pytest.raises(
+        InputError, match=r"alexnet_2012 needs input between 227×227 and 258×258 pixels, got 224×224: layer fc6"
+    ):
         model(torch.empty(1, 3, 224, 224, device="meta"))
 
 
@@ -116,7 +138,14 @@ def test_alexnet_matches_torchvision(tmp_path) -> None:
 
 def test_alexnet_paper_layer_names_cover_every_layer() -> None:
     names = _meta("alexnet").paper_layer_names()
-    assert [names[f"features.{i}"] for i in (0, 3, 6, 8, 10, 12)] == ["conv1", "conv2", "conv3", "conv4", "conv5", "pool5"]
+    assert [names[f"features.{i}"] for i in (0, 3, 6, 8, 10, 12)] == [
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "pool5",
+    ]
     assert [names[f"classifier.{i}"] for i in (1, 4, 6)] == ["fc6", "fc7", "fc8"]
 
 
@@ -196,7 +225,10 @@ def test_model_parallel_form_passes_the_model_interface() -> None:
     model.reset_classifier(1)  # one class: tower 0 holds the single output unit
     assert model.num_classes == 1 and model.tower1.fc8 is None
     assert model.eval()(torch.randn(1, 3, 227, 227)).shape == (1, 1)
-    assert cnnatlas.create_model("alexnet_2012", num_classes=1).state_dict()["fc8.weight"].shape == model.state_dict()["fc8.weight"].shape
+    assert (
+        cnnatlas.create_model("alexnet_2012", num_classes=1).state_dict()["fc8.weight"].shape
+        == model.state_dict()["fc8.weight"].shape
+    )
 
 
 def test_devices_are_validated() -> None:

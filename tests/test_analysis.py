@@ -140,10 +140,30 @@ def test_json_schema_is_design_section_4(two_path) -> None:
     assert {"model", "input_shape", "layers", "totals"} <= set(data)
     assert data["model"] == "TwoPath" and data["input_shape"] == [1, 3, 8, 8]
     for layer in data["layers"]:
-        for key in ("name", "type", "output_shape", "params", "macs", "flops", "activations", "receptive_field", "jump"):
+        for key in (
+            "name",
+            "type",
+            "output_shape",
+            "params",
+            "macs",
+            "flops",
+            "activations",
+            "receptive_field",
+            "jump",
+        ):
             assert key in layer
         assert all(type(layer[k]) is int for k in ("params", "macs", "flops", "activations", "receptive_field", "jump"))
-    for key in ("params", "trainable_params", "fixed_params", "macs", "flops", "activations", "activation_bytes", "param_bytes", "training_memory_bytes"):
+    for key in (
+        "params",
+        "trainable_params",
+        "fixed_params",
+        "macs",
+        "flops",
+        "activations",
+        "activation_bytes",
+        "param_bytes",
+        "training_memory_bytes",
+    ):
         assert type(data["totals"][key]) is int
 
 
@@ -195,7 +215,10 @@ def test_fast_meta_kernels_agree_with_the_real_ones() -> None:
         (torch.ops.aten.native_batch_norm.default, (x, mean, mean, mean, mean, False, 0.1, 1e-5)),
         (torch.ops.aten._native_batch_norm_legit_no_training.default, (x, mean, mean, mean, mean, 0.1, 1e-5)),
         # F.linear's addmm: bias, input, weight.t() (a non-contiguous view)
-        (torch.ops.aten.addmm.default, (mean[:5], torch.empty(3, 8, device="meta"), torch.empty(5, 8, device="meta").t())),
+        (
+            torch.ops.aten.addmm.default,
+            (mean[:5], torch.empty(3, 8, device="meta"), torch.empty(5, 8, device="meta").t()),
+        ),
     ]
     for op, args in cases:
         fast, real = _FAST_META[op](*args), op(*args)

@@ -83,7 +83,9 @@ def test_vgg16_memory_total_corrects_the_notes_addition(vgg16) -> None:
     assert vgg16.totals["input_activations"] == 150_528
     assert elements == 15_237_608
     assert elements * 4 == 60_950_432
-    assert sum(vgg16.row(name).activation_bytes for name, _, _ in VGG16_NOTES) + vgg16.totals["input_bytes"] == 60_950_432
+    assert (
+        sum(vgg16.row(name).activation_bytes for name, _, _ in VGG16_NOTES) + vgg16.totals["input_bytes"] == 60_950_432
+    )
 
 
 def test_vgg16_receptive_field_at_pool5(vgg16) -> None:

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from cnnatlas.data.augment import (
     IMAGENET_PCA_EIGENVALUES,
     IMAGENET_PCA_EIGENVECTORS,
-    TRAIN_AUGMENTS,
     SIZE_KEEPING_AUGMENTS,
+    TRAIN_AUGMENTS,
     ElasticAffine,
     InceptionCrop,
     LeCunAffine,
@@ -243,13 +243,14 @@ def test_elastic_displacement_is_smooth_local_and_per_image() -> None:
     x[:, :, 8, 8] = 1.0
     x[:, :, 20, 20] = 1.0
     out = ElasticAffine(max_shift=0, scale=0, squeeze=0, shear=0)(x, _gen(4))
+
     def centre(image: torch.Tensor) -> torch.Tensor:  # (row, column) centre of the ink
         mass, grid = image.sum(), torch.arange(float(image.shape[0]))
         return torch.stack([(image.sum(1) * grid).sum() / mass, (image.sum(0) * grid).sum() / mass])
 
-    moves = torch.stack([
-        torch.stack([centre(img[0, :14, :14]) - 8, centre(img[0, 14:, 14:]) - 6]) for img in out
-    ])  # (image, dot, axis) displacement of each dot
+    moves = torch.stack(
+        [torch.stack([centre(img[0, :14, :14]) - 8, centre(img[0, 14:, 14:]) - 6]) for img in out]
+    )  # (image, dot, axis) displacement of each dot
     assert float(moves.abs().max()) < 6.0  # local: at most a few pixels
     assert float(moves.abs().max()) > 0.3  # but it does move ink
     assert float((moves[:, 0] - moves[:, 1]).abs().max()) > 0.3  # the two dots move differently

@@ -30,8 +30,14 @@ def _model_and_optimizer(kind: str) -> tuple[nn.Module, torch.optim.Optimizer]:
 
 
 def _save(run: Path, step: int, model: nn.Module, opt: torch.optim.Optimizer, keep: int = 2) -> Path:
-    return ck.save_checkpoint(run, step=step, model_state=model.state_dict(), optimizer_state=opt.state_dict(),
-                              state={"model_name": "toy", "epoch": 0}, keep=keep)
+    return ck.save_checkpoint(
+        run,
+        step=step,
+        model_state=model.state_dict(),
+        optimizer_state=opt.state_dict(),
+        state={"model_name": "toy", "epoch": 0},
+        keep=keep,
+    )
 
 
 @pytest.mark.parametrize("kind", ["sgd", "rmsprop"])
@@ -60,7 +66,9 @@ def test_only_the_newest_two_are_kept(tmp_path: Path) -> None:
     assert not any(n.startswith("step-000000001") for n in names)
 
 
-def test_a_crash_before_the_commit_leaves_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_before_the_commit_leaves_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, opt = _model_and_optimizer("sgd")
     _save(tmp_path, 1, model, opt)
     before = {p.name: p.read_bytes() for p in (tmp_path / ck.CHECKPOINT_DIR).iterdir()}

@@ -17,7 +17,12 @@ from cnnatlas.data.idx import MAX_DECOMPRESSED_BYTES
 from cnnatlas.errors import DataError, InputError
 
 SAMPLE_DIR = importlib.resources.files("cnnatlas.data").joinpath("mnist_sample")
-SAMPLE_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SAMPLE_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 # -- helpers: IDX files written byte by byte, independently of the reader under test ----------
@@ -32,7 +37,10 @@ def idx_labels(labels: np.ndarray, *, magic: int = 2049) -> bytes:
 
 def write_split(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, *, gz: bool = False) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for stem, blob in ((f"{prefix}-images-idx3-ubyte", idx_images(images)), (f"{prefix}-labels-idx1-ubyte", idx_labels(labels))):
+    for stem, blob in (
+        (f"{prefix}-images-idx3-ubyte", idx_images(images)),
+        (f"{prefix}-labels-idx1-ubyte", idx_labels(labels)),
+    ):
         if gz:
             (folder / (stem + ".gz")).write_bytes(gzip.compress(blob))
         else:
@@ -47,7 +55,9 @@ def random_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # -- catalog -----------------------------------------------------------------------------------
 def test_list_datasets_names_every_data_set_of_issue_5() -> None:
     # The names issue #5 ("Data") and DESIGN.md §6 define.
-    assert list_datasets() == sorted(["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"])
+    assert list_datasets() == sorted(
+        ["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"]
+    )
 
 
 def test_unknown_data_set_suggests_close_names() -> None:
@@ -141,7 +151,10 @@ def test_only_test_files_present_test_loads_train_is_unavailable(tmp_path: Path)
     write_split(tmp_path, "t10k", images, labels, gz=True)
     assert dataset_splits("mnist", tmp_path) == ["test"]
     assert len(load_dataset("fashion-mnist", root=tmp_path, split="test")) == 5
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*not found.*looked in .*" + str(tmp_path) + r".*nothing is downloaded"):
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte.*not found.*looked in .*" + str(tmp_path) + r".*nothing is downloaded",
+    ):
         load_dataset("mnist", root=tmp_path, split="train")
 
 
@@ -155,23 +168,49 @@ def _load_crafted(tmp_path: Path, image_blob: bytes, label_blob: bytes) -> Array
     ("make_images", "make_labels", "message"),
     [
         # labels file where the images are expected: magic 2049 instead of 2051
-        (lambda im, lb: idx_labels(lb), None, r"t10k-images-idx3-ubyte: 1 dimensions in the header, expected magic number 2051"),
+        (
+            lambda im, lb: idx_labels(lb),
+            None,
+            r"t10k-images-idx3-ubyte: 1 dimensions in the header, expected magic number 2051",
+        ),
         (lambda im, lb: b"\x89PNG\r\n\x1a\n" + bytes(100), None, r"t10k-images-idx3-ubyte: not an IDX file"),
         # element type 0x0D (float32) instead of 0x08 (unsigned byte)
-        (lambda im, lb: idx_images(im, magic=0x00000D03), None, r"element type code 0x0D \(float32\), expected magic number 2051"),
+        (
+            lambda im, lb: idx_images(im, magic=0x00000D03),
+            None,
+            r"element type code 0x0D \(float32\), expected magic number 2051",
+        ),
         # wrong dimension count: a 2-dimensional images header
-        (lambda im, lb: idx_images(im, magic=0x00000802), None, r"2 dimensions in the header, expected magic number 2051"),
-        (lambda im, lb: idx_images(im)[:-1], None, r"t10k-images-idx3-ubyte: file is truncated: 3151 bytes, expected 3152"),
+        (
+            lambda im, lb: idx_images(im, magic=0x00000802),
+            None,
+            r"2 dimensions in the header, expected magic number 2051",
+        ),
+        (
+            lambda im, lb: idx_images(im)[:-1],
+            None,
+            r"t10k-images-idx3-ubyte: file is truncated: 3151 bytes, expected 3152",
+        ),
         (lambda im, lb: idx_images(im)[:10], None, r"truncated header"),
         (lambda im, lb: idx_images(im) + b"\0", None, r"longer than its header says"),
         (None, lambda im, lb: idx_labels(lb)[:-2], r"t10k-labels-idx1-ubyte: file is truncated"),
-        (None, lambda im, lb: idx_labels(lb, magic=2051), r"t10k-labels-idx1-ubyte: 3 dimensions in the header, expected magic number 2049"),
-        (None, lambda im, lb: idx_labels(np.append(lb, 1)), r"holds 4 images but .*t10k-labels-idx1-ubyte holds 5 labels"),
+        (
+            None,
+            lambda im, lb: idx_labels(lb, magic=2051),
+            r"t10k-labels-idx1-ubyte: 3 dimensions in the header, expected magic number 2049",
+        ),
+        (
+            None,
+            lambda im, lb: idx_labels(np.append(lb, 1)),
+            r"holds 4 images but .*t10k-labels-idx1-ubyte holds 5 labels",
+        ),
         (None, lambda im, lb: idx_labels(np.array([0, 10, 1, 2])), r"label 10 at index 1 is outside 0–9"),
         (lambda im, lb: idx_images(np.zeros((4, 32, 32))), None, r"images are 32×32, expected 28×28"),
     ],
 )
-def test_malformed_idx_files_are_data_errors_naming_the_file(tmp_path: Path, make_images, make_labels, message: str) -> None:
+def test_malformed_idx_files_are_data_errors_naming_the_file(
+    tmp_path: Path, make_images, make_labels, message: str
+) -> None:
     images, labels = random_digits(4)  # 4 images of 28×28: 16-byte header + 3136 bytes = 3152 bytes
     image_blob = make_images(images, labels) if make_images else idx_images(images)
     label_blob = make_labels(images, labels) if make_labels else idx_labels(labels)
@@ -234,7 +273,9 @@ def test_synthetic_statistics_match_uniform_bytes() -> None:
     assert pixels.std().item() == pytest.approx(ds.std[0], abs=3e-3)
 
 
-@pytest.mark.parametrize("options", [dict(num_samples=0), dict(num_classes=-1), dict(image_size=(3, 0, 4)), dict(image_size="3x32")])
+@pytest.mark.parametrize(
+    "options", [dict(num_samples=0), dict(num_classes=-1), dict(image_size=(3, 0, 4)), dict(image_size="3x32")]
+)
 def test_synthetic_rejects_impossible_options(options: dict) -> None:
     with pytest.raises(InputError):
         load_dataset("synthetic", **options)

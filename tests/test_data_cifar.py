@@ -30,13 +30,17 @@ def batch(n: int, seed: int, *, label_key: str = "labels", num_classes: int = 10
     }
 
 
-def write_cifar10(root: Path, *, per_batch: int = 3, protocol: int = 2, overrides: dict[str, bytes] | None = None) -> dict[str, dict]:
+def write_cifar10(
+    root: Path, *, per_batch: int = 3, protocol: int = 2, overrides: dict[str, bytes] | None = None
+) -> dict[str, dict]:
     """A miniature cifar-10-batches-py folder; returns the batches written."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     batches = {name: batch(per_batch, i) for i, name in enumerate(CIFAR10.splits["train"] + CIFAR10.splits["test"])}
     files = {name: pickle.dumps(b, protocol=protocol) for name, b in batches.items()}
-    files["batches.meta"] = pickle.dumps({"label_names": CIFAR10_NAMES, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=protocol)
+    files["batches.meta"] = pickle.dumps(
+        {"label_names": CIFAR10_NAMES, "num_cases_per_batch": per_batch, "num_vis": 3072}, protocol=protocol
+    )
     files.update(overrides or {})
     for name, blob in files.items():
         (folder / name).write_bytes(blob)
@@ -72,7 +76,9 @@ def test_cifar100_reads_fine_labels_and_names(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-100-python"
     folder.mkdir()
     names = [f"fine_{i}" for i in range(100)]
-    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": names, "coarse_label_names": [f"c{i}" for i in range(20)]}, protocol=2))
+    (folder / "meta").write_bytes(
+        pickle.dumps({"fine_label_names": names, "coarse_label_names": [f"c{i}" for i in range(20)]}, protocol=2)
+    )
     train = batch(4, 0, label_key="fine_labels", num_classes=100)
     train["coarse_labels"] = [0, 1, 2, 3]
     (folder / "train").write_bytes(pickle.dumps(train, protocol=2))
@@ -86,12 +92,16 @@ def test_cifar100_reads_fine_labels_and_names(tmp_path: Path) -> None:
 def test_checksums_of_standard_files_are_checked_by_default(tmp_path: Path) -> None:
     write_cifar10(tmp_path)
     # Our crafted files are not the originals, so the MD5s torchvision 0.29 lists cannot match.
-    with pytest.raises(DataError, match=r"batches.meta: MD5 checksum [0-9a-f]{32} does not match the official 5ff9c542aee3614f3951f8cda6e48888"):
+    with pytest.raises(
+        DataError,
+        match=r"batches.meta: MD5 checksum [0-9a-f]{32} does not match the official 5ff9c542aee3614f3951f8cda6e48888",
+    ):
         load_dataset("cifar10", root=tmp_path)
 
 
 def test_checksum_constants_are_torchvisions() -> None:
-    from torchvision.datasets import CIFAR10 as TV10, CIFAR100 as TV100
+    from torchvision.datasets import CIFAR10 as TV10
+    from torchvision.datasets import CIFAR100 as TV100
 
     for ours, theirs in ((CIFAR10, TV10), (CIFAR100, TV100)):
         expected = dict(theirs.train_list + theirs.test_list)
@@ -104,6 +114,7 @@ def test_checksum_constants_are_torchvisions() -> None:
 def python2_batch(data: np.ndarray, labels: list[int], *, claimed_shape: tuple[int, int] | None = None) -> bytes:
     """The bytes cPickle (protocol 2) wrote for the original batches: numpy.core names, the array
     data as a Python-2 str (BINSTRING), keys as str."""
+
     def s(text: bytes) -> bytes:  # SHORT_BINSTRING
         return b"U" + bytes([len(text)]) + text
 
@@ -111,7 +122,13 @@ def python2_batch(data: np.ndarray, labels: list[int], *, claimed_shape: tuple[i
     out = b"\x80\x02}(" + s(b"data")
     out += b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + s(b"b") + b"\x87R"
     out += b"(K\x01" + b"J" + struct.pack("<i", n) + b"J" + struct.pack("<i", width) + b"\x86"
-    out += b"cnumpy\ndtype\n" + s(b"u1") + b"K\x00K\x01\x87R(K\x03" + s(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    out += (
+        b"cnumpy\ndtype\n"
+        + s(b"u1")
+        + b"K\x00K\x01\x87R(K\x03"
+        + s(b"|")
+        + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+    )
     out += b"\x89T" + struct.pack("<I", data.nbytes) + data.tobytes() + b"tb"
     out += s(b"labels") + b"](" + b"".join(b"K" + bytes([v]) for v in labels) + b"e"
     return out + b"u."
@@ -160,7 +177,13 @@ def test_a_batch_that_tries_to_run_code_is_rejected_and_nothing_runs(tmp_path: P
     if where == "batches.meta":
         hostile = {"label_names": CIFAR10_NAMES, "x": payload_type(marker)}
     write_cifar10(tmp_path, overrides={where: pickle.dumps(hostile, protocol=2)})
-    with pytest.raises(DataError, match=r"refused to unpickle global '(posix|os|nt)\.system'|refused to unpickle global '(builtins|__builtin__)\.exec'") as info:
+    with pytest.raises(
+        DataError,
+        match=(
+            r"refused to unpickle global '(posix|os|nt)\.system'"
+            r"|refused to unpickle global '(builtins|__builtin__)\.exec'"
+        ),
+    ) as info:
         load10(tmp_path)
     assert "nothing was executed" in str(info.value) and where in str(info.value)
     assert not marker.exists()
@@ -202,7 +225,10 @@ def _with_batch(tmp_path: Path, **changes) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"data": np.zeros((3, 3000), dtype=np.uint8)}, r"data_batch_2: 'data' must be a uint8 array N×3072 .*got uint8 \(3, 3000\)"),
+        (
+            {"data": np.zeros((3, 3000), dtype=np.uint8)},
+            r"data_batch_2: 'data' must be a uint8 array N×3072 .*got uint8 \(3, 3000\)",
+        ),
         ({"data": np.zeros((3, 3072), dtype=np.float32)}, r"'data' must be a uint8 array N×3072 .*got float32"),
         ({"data": np.zeros((3, 32, 32, 3), dtype=np.uint8)}, r"'data' must be a uint8 array N×3072"),
         ({"labels": [0, 1]}, r"data_batch_2: 3 images but 2 labels"),

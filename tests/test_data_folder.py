@@ -103,7 +103,10 @@ def test_unreadable_image_is_a_data_error_naming_the_file(tmp_path: Path, conten
 def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path: Path) -> None:
     make_tree(tmp_path)
     ds = load_dataset("imagefolder", root=tmp_path, max_pixels=20)  # a.png is 7×5 = 35 pixels
-    with pytest.raises(DataError, match=r"a.png: image of 7×5 = 35 pixels exceeds the limit of 20 pixels \(a possible decompression bomb\)"):
+    with pytest.raises(
+        DataError,
+        match=r"a.png: image of 7×5 = 35 pixels exceeds the limit of 20 pixels \(a possible decompression bomb\)",
+    ):
         ds[0]
     assert MAX_IMAGE_PIXELS == 8192 * 8192  # the documented default (docs/data.md)
 

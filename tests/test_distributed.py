@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -36,16 +35,51 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     # parameters agree up to float summation order. (With BN each rank would normalise with its
     # own half-batch statistics unless SyncBatchNorm is used; with random augmentation each rank
     # draws its own crops — statistically the same training, not the same numbers.)
-    common = ["lenet5_modern", "--limit-train", "256", "--limit-test", "32", "--batch-size", "32",
-              "--epochs", "1", "--device", "cpu", "--quiet", "--set", "augment=none", "--deterministic"]
+    common = [
+        "lenet5_modern",
+        "--limit-train",
+        "256",
+        "--limit-test",
+        "32",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--set",
+        "augment=none",
+        "--deterministic",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "-m", "cnnatlas", "train", *common, "--out", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300, env=env)
+    single = subprocess.run(
+        [sys.executable, "-m", "cnnatlas", "train", *common, "--out", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "cnnatlas", "train", *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "cnnatlas",
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one, two = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")

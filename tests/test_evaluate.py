@@ -45,7 +45,9 @@ class TinyNet(AtlasModel):
         self.fc = nn.Linear(8, num_classes)
 
 
-def _dataset(n: int = 50, num_classes: int = 7, side: int = 16, chans: int = 3, seed: int = 0, constant: bool = False) -> ArrayDataset:
+def _dataset(
+    n: int = 50, num_classes: int = 7, side: int = 16, chans: int = 3, seed: int = 0, constant: bool = False
+) -> ArrayDataset:
     gen = torch.Generator().manual_seed(seed)
     if constant:  # every image one flat colour: all crops, mirrors and scales look the same
         colours = torch.randint(0, 256, (n, chans, 1, 1), generator=gen, dtype=torch.uint8)
@@ -54,8 +56,13 @@ def _dataset(n: int = 50, num_classes: int = 7, side: int = 16, chans: int = 3, 
         images = torch.randint(0, 256, (n, chans, side, side), generator=gen, dtype=torch.uint8)
     labels = torch.randint(0, num_classes, (n,), generator=gen)
     return ArrayDataset(
-        "synthetic", "test", images, labels, tuple(f"c{i}" for i in range(num_classes)),
-        (0.5,) * chans, (0.25,) * chans,
+        "synthetic",
+        "test",
+        images,
+        labels,
+        tuple(f"c{i}" for i in range(num_classes)),
+        (0.5,) * chans,
+        (0.25,) * chans,
     )
 
 
@@ -212,8 +219,12 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from cnnatlas.train.checkpoint import save_checkpoint
 
     info = registry.ModelInfo(
-        name="evaltest_tinynet", family="test", paper=registry.Paper("test", "test", 2024, "test"),
-        input_size=(3, 16, 16), dataset="synthetic", num_classes=7,
+        name="evaltest_tinynet",
+        family="test",
+        paper=registry.Paper("test", "test", 2024, "test"),
+        input_size=(3, 16, 16),
+        dataset="synthetic",
+        num_classes=7,
     )
     registry._ensure_models_imported()
     # Registered for this test only (monkeypatch removes it), so registry-wide tests never see it.
@@ -223,14 +234,22 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     run.mkdir()
     config = {
         "model": {"name": info.name, "options": {"num_classes": 7, "in_chans": 3}},
-        "data": {"name": "synthetic", "root": None,
-                 "options": {"num_samples": 40, "image_size": [3, 16, 16], "num_classes": 7, "seed": 3},
-                 "classes": [f"c{i}" for i in range(7)]},
+        "data": {
+            "name": "synthetic",
+            "root": None,
+            "options": {"num_samples": 40, "image_size": [3, 16, 16], "num_classes": 7, "seed": 3},
+            "classes": [f"c{i}" for i in range(7)],
+        },
         "adapter": _adapter().to_dict(),
     }
     (run / "config.json").write_text(json.dumps(config))
-    save_checkpoint(run, step=1, model_state=model.state_dict(), optimizer_state={"state": {}, "param_groups": []},
-                    state={"model_name": info.name})
+    save_checkpoint(
+        run,
+        step=1,
+        model_state=model.state_dict(),
+        optimizer_state={"state": {}, "param_groups": []},
+        state={"model_name": info.name},
+    )
     return run
 
 

@@ -13,9 +13,17 @@ from cnnatlas.analysis import analyze
 
 @pytest.mark.parametrize(
     "n, k, s, p, d, ceil",
-    [(227, 11, 4, 0, 1, False), (55, 3, 2, 0, 1, True), (112, 3, 2, 0, 1, True), (224, 3, 1, 1, 1, False),
-     (33, 3, 2, 1, 2, False), (14, 3, 2, 1, 1, True), (7, 7, 1, 0, 1, False),
-     (1, 2, 2, 0, 1, True), (3, 4, 2, 0, 1, True)],  # ceil mode: a window may hang over the end
+    [
+        (227, 11, 4, 0, 1, False),
+        (55, 3, 2, 0, 1, True),
+        (112, 3, 2, 0, 1, True),
+        (224, 3, 1, 1, 1, False),
+        (33, 3, 2, 1, 2, False),
+        (14, 3, 2, 1, 1, True),
+        (7, 7, 1, 0, 1, False),
+        (1, 2, 2, 0, 1, True),
+        (3, 4, 2, 0, 1, True),
+    ],  # ceil mode: a window may hang over the end
 )
 def test_output_size_matches_pytorch(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> None:
     pool = nn.MaxPool2d(k, s, p, dilation=d, ceil_mode=ceil)
@@ -23,7 +31,9 @@ def test_output_size_matches_pytorch(n: int, k: int, s: int, p: int, d: int, cei
     assert formulas.conv_output_size(n, k, s, p, d, ceil_mode=ceil) == out.shape[-1]
 
 
-@pytest.mark.parametrize("c_in, c_out, k, groups, side", [(3, 96, 11, 1, 55), (96, 256, 5, 2, 27), (32, 32, 3, 32, 112), (64, 128, 1, 1, 56)])
+@pytest.mark.parametrize(
+    "c_in, c_out, k, groups, side", [(3, 96, 11, 1, 55), (96, 256, 5, 2, 27), (32, 32, 3, 32, 112), (64, 128, 1, 1, 56)]
+)
 def test_conv_params_and_macs_match_the_analyser(c_in: int, c_out: int, k: int, groups: int, side: int) -> None:
     conv = nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=groups)
     row = analyze(conv, input_size=(c_in, side, side)).layers[0]
@@ -41,14 +51,18 @@ def test_stacked_3x3_matches_one_large_kernel(layers: int) -> None:
     small_result = analyze(stack, input_size=(channels, 20, 20))
     big_result = analyze(big, input_size=(channels, 20, 20))
     assert small_result.layers[-1].receptive_field == big_result.layers[-1].receptive_field == big_k
-    assert (small_result.totals["params"], big_result.totals["params"]) == formulas.stacked_conv_params(channels, 3, layers)
+    assert (small_result.totals["params"], big_result.totals["params"]) == formulas.stacked_conv_params(
+        channels, 3, layers
+    )
 
 
 def test_depthwise_separable_ratio_matches_the_analyser() -> None:
     c_in, c_out, side = 64, 128, 28
     full = analyze(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), input_size=(c_in, side, side)).totals["macs"]
     separable = analyze(
-        nn.Sequential(nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), nn.Conv2d(c_in, c_out, 1, bias=False)),
+        nn.Sequential(
+            nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), nn.Conv2d(c_in, c_out, 1, bias=False)
+        ),
         input_size=(c_in, side, side),
     ).totals["macs"]
     assert separable / full == pytest.approx(formulas.depthwise_separable_cost_ratio(c_out, 3), rel=1e-12)

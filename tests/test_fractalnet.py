@@ -23,8 +23,9 @@ def _count_conv_calls(model: nn.Module) -> tuple[dict[str, int], list]:
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(
-                lambda _m, _i, _o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1)))
+            handles.append(
+                module.register_forward_hook(lambda _m, _i, _o, n=name: calls.__setitem__(n, calls.get(n, 0) + 1))
+            )
     return calls, handles
 
 
@@ -36,7 +37,9 @@ def test_block_structure_follows_the_expansion_rule() -> None:
         blocks = [m for m in model.modules() if isinstance(m, FractalBlock)]
         assert len(blocks) == 5
         assert all(b.num_columns == columns for b in blocks)
-        assert [len(blocks[0].column(c)) for c in range(1, columns + 1)] == [2 ** (c - 1) for c in range(1, columns + 1)]
+        assert [len(blocks[0].column(c)) for c in range(1, columns + 1)] == [
+            2 ** (c - 1) for c in range(1, columns + 1)
+        ]
         assert sum(isinstance(m, nn.Conv2d) for m in blocks[0].modules()) == 2**columns - 1
         assert sum(len(b.column(columns)) for b in blocks) == depth
         pools = [m for m in model.modules() if isinstance(m, nn.MaxPool2d)]
@@ -129,7 +132,8 @@ def test_local_drop_path_keeps_at_least_one_input_per_join() -> None:
     for module in model.modules():
         if module.__class__.__name__ == "Join":
             module.register_forward_pre_hook(
-                lambda m, args: kept_counts.append((len(args[0]), sum(args[1]) if args[1] is not None else -1)))
+                lambda m, args: kept_counts.append((len(args[0]), sum(args[1]) if args[1] is not None else -1))
+            )
     for _ in range(10):
         model(torch.randn(2, 3, 32, 32))
     assert kept_counts and all(1 <= kept <= n for n, kept in kept_counts)

@@ -17,10 +17,15 @@ from cnnatlas.registry import create_meta_model
 
 # Table 1: output size of every inception module at 224×224 input (depth × spatial).
 TABLE1_OUTPUTS = {
-    "inception_3a": (256, 28), "inception_3b": (480, 28),
-    "inception_4a": (512, 14), "inception_4b": (512, 14), "inception_4c": (512, 14),
-    "inception_4d": (528, 14), "inception_4e": (832, 14),
-    "inception_5a": (832, 7), "inception_5b": (1024, 7),
+    "inception_3a": (256, 28),
+    "inception_3b": (480, 28),
+    "inception_4a": (512, 14),
+    "inception_4b": (512, 14),
+    "inception_4c": (512, 14),
+    "inception_4d": (528, 14),
+    "inception_4e": (832, 14),
+    "inception_5a": (832, 7),
+    "inception_5b": (1024, 7),
 }
 
 
@@ -37,9 +42,8 @@ def _paper_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     names = model.paper_layer_names()
     shapes: dict[str, tuple[int, ...]] = {}
     for path, module in model.named_children():
-        module.register_forward_hook(
-            lambda m, a, out, n=names.get(path, path): shapes.__setitem__(n, tuple(out.shape[1:]))
-        )
+        paper_name = names.get(path, path)
+        module.register_forward_hook(lambda m, a, out, n=paper_name: shapes.__setitem__(n, tuple(out.shape[1:])))
     model(torch.empty(1, 3, 224, 224, device="meta"))
     return shapes
 
@@ -67,8 +71,9 @@ def test_paper_inception_modules_have_real_5x5_branches_and_table1_parameters() 
         assert isinstance(module, Inception)
         assert module.branch3[1].conv.kernel_size == (5, 5)  # Table 1 "#5×5"
         w = widths
-        expected = _inception_params(chans, w.ch1x1, w.ch3x3_reduce, w.ch3x3, w.ch5x5_reduce, w.ch5x5,
-                                     w.pool_proj, 5, bias=True)
+        expected = _inception_params(
+            chans, w.ch1x1, w.ch3x3_reduce, w.ch3x3, w.ch5x5_reduce, w.ch5x5, w.pool_proj, 5, bias=True
+        )
         assert sum(p.numel() for p in module.parameters()) == expected, name
         chans = w.out_chans
 
@@ -105,11 +110,13 @@ def test_training_returns_three_outputs_and_weights_auxiliary_losses_by_0_3() ->
     assert all(o.shape == (2, 10) for o in out)
     assert model.main_logits(out) is out.logits
     expected = F.cross_entropy(out.logits, target) + 0.3 * (
-        F.cross_entropy(out.aux_logits1, target) + F.cross_entropy(out.aux_logits2, target))
+        F.cross_entropy(out.aux_logits1, target) + F.cross_entropy(out.aux_logits2, target)
+    )
     assert torch.allclose(model.training_loss(out, target), expected)
     # A logit temperature divides every head's logits before its cross-entropy.
     tempered = F.cross_entropy(out.logits / 4, target) + 0.3 * (
-        F.cross_entropy(out.aux_logits1 / 4, target) + F.cross_entropy(out.aux_logits2 / 4, target))
+        F.cross_entropy(out.aux_logits1 / 4, target) + F.cross_entropy(out.aux_logits2 / 4, target)
+    )
     assert torch.allclose(model.training_loss(out, target, temperature=4.0), tempered)
 
 
@@ -131,8 +138,7 @@ def test_auxiliary_head_pools_5x5_stride_3_at_224() -> None:
     model = _meta("googlenet").train()
     seen: dict[str, tuple[int, ...]] = {}
     for name in ("aux1", "aux2"):
-        getattr(model, name).pool.register_forward_hook(
-            lambda m, a, o, n=name: seen.__setitem__(n, tuple(o.shape[1:])))
+        getattr(model, name).pool.register_forward_hook(lambda m, a, o, n=name: seen.__setitem__(n, tuple(o.shape[1:])))
     model(torch.empty(1, 3, 224, 224, device="meta"))
     assert seen == {"aux1": (512, 4, 4), "aux2": (528, 4, 4)}
     head = model.aux1
@@ -141,8 +147,7 @@ def test_auxiliary_head_pools_5x5_stride_3_at_224() -> None:
 
 def test_paper_layer_names_cover_every_inception_module() -> None:
     for name in ("googlenet", "googlenet_bn"):
-        display = set(_meta(name).paper_layer_names().values()) | {
-            n for n, _ in _meta(name).named_children()}
+        display = set(_meta(name).paper_layer_names().values()) | {n for n, _ in _meta(name).named_children()}
         assert {m for m, _ in INCEPTION_TABLE if m.startswith("inception")} <= display
     assert _meta("googlenet_bn").paper_layer_names()["inception4e.branch3.1.conv"] == "inception_4e/5x5"
 

@@ -112,8 +112,12 @@ def test_stage_shapes_at_32x32() -> None:
         getattr(model, name).register_forward_hook(lambda _m, _i, o, n=name: shapes.__setitem__(n, tuple(o.shape)))
     model(torch.randn(1, 1, 32, 32))
     assert shapes == {
-        "c1": (1, 6, 28, 28), "s2": (1, 6, 14, 14), "c3": (1, 16, 10, 10),
-        "s4": (1, 16, 5, 5), "c5": (1, 120, 1, 1), "f6": (1, 84),
+        "c1": (1, 6, 28, 28),
+        "s2": (1, 6, 14, 14),
+        "c3": (1, 16, 10, 10),
+        "s4": (1, 16, 5, 5),
+        "c5": (1, 120, 1, 1),
+        "f6": (1, 84),
     }
 
 

@@ -63,7 +63,10 @@ def test_table2_shares_per_layer_type() -> None:
     mac_share = {k: 100 * v / total_macs for k, v in macs.items()}
     weight_share = {k: 100 * v / total_weights for k, v in weights.items()}
     for kind, (paper_macs, paper_params) in {
-        "conv1x1": (94.86, 74.59), "dw3x3": (3.06, 1.06), "conv3x3": (1.19, 0.02), "fc": (0.18, 24.33),
+        "conv1x1": (94.86, 74.59),
+        "dw3x3": (3.06, 1.06),
+        "conv3x3": (1.19, 0.02),
+        "fc": (0.18, 24.33),
     }.items():
         assert weight_share[kind] == pytest.approx(paper_params, abs=0.006), kind
         if kind != "conv3x3":

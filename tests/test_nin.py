@@ -16,15 +16,29 @@ def _conv(k: int, cin: int, cout: int) -> int:
 # The paper prints no parameter totals, so the expected counts are summed here layer by layer
 # from the authors' released configurations (see src/cnnatlas/models/nin.py for the sources).
 NIN_IMAGENET_PARAMS = (
-    _conv(11, 3, 96) + _conv(1, 96, 96) + _conv(1, 96, 96)  # conv1, cccp1, cccp2
-    + _conv(5, 96, 256) + _conv(1, 256, 256) + _conv(1, 256, 256)  # conv2, cccp3, cccp4
-    + _conv(3, 256, 384) + _conv(1, 384, 384) + _conv(1, 384, 384)  # conv3, cccp5, cccp6
-    + _conv(3, 384, 1024) + _conv(1, 1024, 1024) + _conv(1, 1024, 1000)  # conv4, cccp7, cccp8
+    _conv(11, 3, 96)
+    + _conv(1, 96, 96)
+    + _conv(1, 96, 96)  # conv1, cccp1, cccp2
+    + _conv(5, 96, 256)
+    + _conv(1, 256, 256)
+    + _conv(1, 256, 256)  # conv2, cccp3, cccp4
+    + _conv(3, 256, 384)
+    + _conv(1, 384, 384)
+    + _conv(1, 384, 384)  # conv3, cccp5, cccp6
+    + _conv(3, 384, 1024)
+    + _conv(1, 1024, 1024)
+    + _conv(1, 1024, 1000)  # conv4, cccp7, cccp8
 )
 NIN_CIFAR_PARAMS = (
-    _conv(5, 3, 192) + _conv(1, 192, 160) + _conv(1, 160, 96)
-    + _conv(5, 96, 192) + _conv(1, 192, 192) + _conv(1, 192, 192)
-    + _conv(3, 192, 192) + _conv(1, 192, 192) + _conv(1, 192, 10)
+    _conv(5, 3, 192)
+    + _conv(1, 192, 160)
+    + _conv(1, 160, 96)
+    + _conv(5, 96, 192)
+    + _conv(1, 192, 192)
+    + _conv(1, 192, 192)
+    + _conv(3, 192, 192)
+    + _conv(1, 192, 192)
+    + _conv(1, 192, 10)
 )
 
 

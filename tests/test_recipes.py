@@ -15,9 +15,25 @@ from cnnatlas.train.trainer import LRSchedule
 
 # The default recipes named by model registrations (brief of issue #5).
 EXPECTED = {
-    "lenet5", "alexnet2012", "zfnet", "vgg", "nin_imagenet", "nin_cifar", "googlenet", "resnet_imagenet",
-    "resnet_cifar", "resnet110_cifar", "preact_cifar", "wrn_cifar", "resnext_cifar", "stochastic_depth_cifar",
-    "fractalnet_cifar", "densenet_imagenet", "densenet_cifar", "squeezenet", "mobilenet",
+    "lenet5",
+    "alexnet2012",
+    "zfnet",
+    "vgg",
+    "nin_imagenet",
+    "nin_cifar",
+    "googlenet",
+    "resnet_imagenet",
+    "resnet_cifar",
+    "resnet110_cifar",
+    "preact_cifar",
+    "wrn_cifar",
+    "resnext_cifar",
+    "stochastic_depth_cifar",
+    "fractalnet_cifar",
+    "densenet_imagenet",
+    "densenet_cifar",
+    "squeezenet",
+    "mobilenet",
 }
 
 
@@ -40,7 +56,13 @@ def test_resnet_cifar_is_he_2015_section_4_2() -> None:
     # He et al. 2015 §4.2: batch 128, lr 0.1, ÷10 at 32k and 48k iterations, stop at 64k, wd 1e-4.
     r = get_recipe("resnet_cifar")
     assert (r.batch_size, r.lr, r.iterations, r.milestones, r.gamma, r.weight_decay, r.momentum) == (
-        128, 0.1, 64_000, (32_000, 48_000), 0.1, 1e-4, 0.9
+        128,
+        0.1,
+        64_000,
+        (32_000, 48_000),
+        0.1,
+        1e-4,
+        0.9,
     )
     assert r.augment == "pad_crop_flip"
 
@@ -55,12 +77,24 @@ def test_resnet110_warm_up_then_0_1_then_steps() -> None:
 
 def test_wrn_densenet_alexnet_googlenet_values() -> None:
     wrn = get_recipe("wrn_cifar")  # Zagoruyko & Komodakis 2016 §4
-    assert (wrn.optimizer, wrn.epochs, wrn.milestones, wrn.gamma, wrn.weight_decay) == ("nesterov", 200, (60, 120, 160), 0.2, 5e-4)
+    assert (wrn.optimizer, wrn.epochs, wrn.milestones, wrn.gamma, wrn.weight_decay) == (
+        "nesterov",
+        200,
+        (60, 120, 160),
+        0.2,
+        5e-4,
+    )
     dense = get_recipe("densenet_cifar")  # Huang et al. 2017 §4.2: batch 64, 300 epochs, ÷10 at 50%/75%
     assert dense.batch_size == 64 and dense.epochs == 300
     assert dense.milestone_fractions(782) == (0.5, 0.75)
     alex = get_recipe("alexnet2012")  # Krizhevsky et al. 2012 §5
-    assert (alex.batch_size, alex.lr, alex.momentum, alex.weight_decay, alex.schedule) == (128, 0.01, 0.9, 5e-4, "plateau")
+    assert (alex.batch_size, alex.lr, alex.momentum, alex.weight_decay, alex.schedule) == (
+        128,
+        0.01,
+        0.9,
+        5e-4,
+        "plateau",
+    )
     assert alex.test_protocol == "10crop"
     goog = get_recipe("googlenet")  # Szegedy et al. 2014 §6: lr decreased by 4% every 8 epochs
     schedule = LRSchedule(goog, steps_per_epoch=10, total_steps=10 * 250)
@@ -80,9 +114,15 @@ def test_set_converts_strings_by_field_type() -> None:
 
 @pytest.mark.parametrize(
     "overrides, needle",
-    [({"lr": -0.1}, "lr"), ({"batch_size": 0}, "batch_size"), ({"lr": "nan"}, "lr"),
-     ({"schedule": "bogus"}, "schedule"), ({"not_a_field": 1}, "no field"),
-     ({"logit_temperature": 0}, "logit_temperature"), ({"logit_temperature": "inf"}, "logit_temperature")],
+    [
+        ({"lr": -0.1}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": "nan"}, "lr"),
+        ({"schedule": "bogus"}, "schedule"),
+        ({"not_a_field": 1}, "no field"),
+        ({"logit_temperature": 0}, "logit_temperature"),
+        ({"logit_temperature": "inf"}, "logit_temperature"),
+    ],
 )
 def test_impossible_values_are_input_errors(overrides: dict, needle: str) -> None:
     with pytest.raises(InputError, match=needle):
@@ -95,7 +135,9 @@ def test_unknown_recipe_suggests_close_names() -> None:
 
 
 def test_plateau_divides_after_patience() -> None:
-    recipe = Recipe(name="p", source="test §0", dataset="synthetic", lr=1.0, schedule="plateau", plateau_patience=2, gamma=0.1)
+    recipe = Recipe(
+        name="p", source="test §0", dataset="synthetic", lr=1.0, schedule="plateau", plateau_patience=2, gamma=0.1
+    )
     schedule = LRSchedule(recipe, steps_per_epoch=1, total_steps=10)
     for score in (0.5, 0.6, 0.6, 0.6):  # two epochs without improvement → ÷10
         schedule.epoch_end(score)

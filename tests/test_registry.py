@@ -52,7 +52,13 @@ def test_overrides_merge_and_unknown_options_are_input_errors() -> None:
 def test_too_small_input_names_the_collapsing_layer() -> None:
     register_model(ModelInfo("tiny_small_test", "test", _PAPER, (1, 8, 8), "none", 2), _Tiny)
     model = cnnatlas.create_model("tiny_small_test")
-    with pytest.raises(cnnatlas.InputError, match=r"tiny_small_test needs input at least 4×4 pixels, got 3×3: layer pool \(MaxPool2d\) would collapse: it receives a 3×1×1 map"):
+    with pytest.raises(
+        cnnatlas.InputError,
+        match=(
+            r"tiny_small_test needs input at least 4×4 pixels, got 3×3: "
+            r"layer pool \(MaxPool2d\) would collapse: it receives a 3×1×1 map"
+        ),
+    ):
         model(torch.randn(1, 1, 3, 3))
 
 

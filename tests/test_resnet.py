@@ -137,15 +137,26 @@ def test_stride_on_1x1_moves_the_stride_to_the_first_convolution() -> None:
 
 RESIDUAL_FAMILIES = {"resnet", "preact_resnet", "wide_resnet", "resnext", "stochastic_depth"}
 TORCHVISION_COMPATIBLE = [
-    n for n in cnnatlas.list_models()
+    n
+    for n in cnnatlas.list_models()
     if cnnatlas.model_info(n).family in RESIDUAL_FAMILIES and cnnatlas.model_info(n).torchvision_name
 ]
 
 
 def test_every_torchvision_compatible_variant_is_listed() -> None:
     assert sorted(TORCHVISION_COMPATIBLE) == sorted(
-        ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2",
-         "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
+        [
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "wide_resnet50_2",
+            "wide_resnet101_2",
+            "resnext50_32x4d",
+            "resnext101_32x8d",
+            "resnext101_64x4d",
+        ]
     )
 
 
@@ -193,8 +204,12 @@ def _stage_shapes(model: ResNet, side: int) -> dict[str, tuple[int, ...]]:
 def test_imagenet_stage_outputs_follow_table_1() -> None:
     # He et al. 2015 Table 1: output sizes 112, 56, 28, 14, 7; bottleneck outputs 256 … 2048.
     assert _stage_shapes(_meta("resnet50"), 224) == {
-        "conv1": (64, 112, 112), "pool1": (64, 56, 56), "conv2_x": (256, 56, 56),
-        "conv3_x": (512, 28, 28), "conv4_x": (1024, 14, 14), "conv5_x": (2048, 7, 7),
+        "conv1": (64, 112, 112),
+        "pool1": (64, 56, 56),
+        "conv2_x": (256, 56, 56),
+        "conv3_x": (512, 28, 28),
+        "conv4_x": (1024, 14, 14),
+        "conv5_x": (2048, 7, 7),
     }
     assert _stage_shapes(_meta("resnet34"), 224)["conv5_x"] == (512, 7, 7)
 
@@ -210,8 +225,18 @@ def test_cifar_stage_outputs_follow_section_4_2() -> None:
 
 @pytest.mark.parametrize(
     ("name", "depth"),
-    [("resnet18", 18), ("resnet34", 34), ("resnet50", 50), ("resnet152", 152), ("plain34", 34),
-     ("resnet20", 20), ("resnet110", 110), ("plain56", 56), ("preact_resnet164", 164), ("resnext29_8x64d", 29)],
+    [
+        ("resnet18", 18),
+        ("resnet34", 34),
+        ("resnet50", 50),
+        ("resnet152", 152),
+        ("plain34", 34),
+        ("resnet20", 20),
+        ("resnet110", 110),
+        ("plain56", 56),
+        ("preact_resnet164", 164),
+        ("resnext29_8x64d", 29),
+    ],
 )
 def test_depth_counts_weighted_layers_on_the_main_path(name: str, depth: int) -> None:
     # The papers' depth: convolutions and fc on the main path, projection shortcuts excluded.
@@ -232,7 +257,10 @@ def test_resnext_uses_one_grouped_convolution() -> None:
     block = _meta("resnext50_32x4d").layer1[0]
     # Xie et al. 2017 Table 1: conv2 of ResNeXt-50 is [1×1 128, 3×3 128 C=32, 1×1 256].
     assert (block.conv1.out_channels, block.conv2.groups, block.conv2.out_channels, block.conv3.out_channels) == (
-        128, 32, 128, 256,
+        128,
+        32,
+        128,
+        256,
     )
     cifar = _meta("resnext29_16x64d").layer1[0]
     assert (cifar.conv2.groups, cifar.conv2.out_channels) == (16, 1024)  # 16 groups of 64 channels
@@ -241,7 +269,11 @@ def test_resnext_uses_one_grouped_convolution() -> None:
 def test_paper_layer_names_map_torchvision_keys_to_table_1() -> None:
     names = _meta("resnet50").paper_layer_names()
     assert {k: names[k] for k in ("conv1", "maxpool", "layer1", "layer4", "fc")} == {
-        "conv1": "conv1", "maxpool": "pool1", "layer1": "conv2_x", "layer4": "conv5_x", "fc": "fc",
+        "conv1": "conv1",
+        "maxpool": "pool1",
+        "layer1": "conv2_x",
+        "layer4": "conv5_x",
+        "fc": "fc",
     }
     assert names["layer3.5"] == "conv4_6"
 
@@ -350,7 +382,7 @@ def test_survival_probability_decays_linearly_to_p_l() -> None:
     model = _meta("resnet110_sd")
     survivals = [b.survival for b in model.blocks()]
     assert len(survivals) == 54
-    assert survivals == pytest.approx([1 - l / 54 * 0.5 for l in range(1, 55)])
+    assert survivals == pytest.approx([1 - block / 54 * 0.5 for block in range(1, 55)])
     assert survivals[-1] == pytest.approx(0.5) and survivals[26] == pytest.approx(0.75)
     assert survival_probabilities(4, 0.2) == pytest.approx([0.95, 0.9, 0.85, 0.8])
 

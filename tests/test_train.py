@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,9 +16,9 @@ from safetensors.torch import load_file
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.cli import main
+from cnnatlas.data.augment import RandomShift
 from cnnatlas.train import checkpoint as ck
 from cnnatlas.train.run import load_run
-from cnnatlas.data.augment import RandomShift
 from cnnatlas.train.trainer import NonFiniteLossError, train
 
 # A small, quick setting: lenet5_modern (no BN, no dropout) on 256 digits, batch 32 → 8 steps/epoch.
@@ -27,7 +26,11 @@ TINY = dict(limit_train=256, limit_test=128, batch_size=32, epochs=1, device="cp
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +135,32 @@ def test_corrupt_checkpoint_is_refused(finished_run: Path, tmp_path: Path, capsy
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     # 256 digits, batch 32 → 8 steps/epoch, 2 epochs, a checkpoint every 3 steps; lenet5 (paper)
     # with its random affine distortions, so data order, augmentation and optimiser state all have to resume exactly.
-    common = ["lenet5", "--limit-train", "256", "--limit-test", "64", "--batch-size", "32", "--epochs", "2",
-              "--deterministic", "--device", "cpu", "--quiet", "--checkpoint-every-steps", "3"]
+    common = [
+        "lenet5",
+        "--limit-train",
+        "256",
+        "--limit-test",
+        "64",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "2",
+        "--deterministic",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--checkpoint-every-steps",
+        "3",
+    ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     reference = _cli("train", *common, "--out", str(straight))
     assert reference.returncode == 0, reference.stderr
 
-    proc = subprocess.Popen([sys.executable, "-m", "cnnatlas", "train", *common, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnatlas", "train", *common, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         marks = ck.list_checkpoints(killed)
@@ -165,7 +186,9 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]  # no batch skipped or repeated
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = {"n": 0}
     real = AtlasModel.training_loss
 

@@ -62,8 +62,11 @@ def test_configuration_c_has_1x1_convs_last_in_stages_3_to_5() -> None:
     # Table 1, column C: "conv1-256" after two conv3-256, "conv1-512" after two conv3-512 (×2).
     model = _meta("vgg16_c")
     names = model.paper_layer_names()
-    one_by_one = [names[f"features.{i}"] for i, m in enumerate(model.features)
-                  if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)]
+    one_by_one = [
+        names[f"features.{i}"]
+        for i, m in enumerate(model.features)
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
+    ]
     assert one_by_one == ["conv3_3", "conv4_3", "conv5_3"]
 
 
@@ -150,4 +153,6 @@ def test_dense_head_runs_at_other_sizes_and_published_results_are_cited() -> Non
     assert info.torchvision_name == "vgg16" and info.default_recipe == "vgg"
     # Table 3, D trained at S∈[256;512], tested at Q=384: 25.6 top-1 / 8.1 top-5 val error.
     assert {(r.metric, r.value) for r in info.results if r.source.startswith("Table 3") and "Q=384" in r.source} == {
-        ("top-1 error", 25.6), ("top-5 error", 8.1)}
+        ("top-1 error", 25.6),
+        ("top-5 error", 8.1),
+    }

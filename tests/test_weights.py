@@ -32,7 +32,13 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path) -> None:
     state["extra.weight"] = torch.zeros(1)
     state["1.weight"] = torch.zeros(5, 4)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(CheckpointError, match=r"1 missing keys \(0.bias\); 1 unexpected keys \(extra.weight\); 1 shape mismatches \(1.weight: file \(5, 4\) vs model \(3, 4\)\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=(
+            r"1 missing keys \(0.bias\); 1 unexpected keys \(extra.weight\); "
+            r"1 shape mismatches \(1.weight: file \(5, 4\) vs model \(3, 4\)\)"
+        ),
+    ):
         load_weights(_net(), tmp_path / "bad.pth")
 
 

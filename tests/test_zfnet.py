@@ -38,15 +38,25 @@ def test_fig_3_map_sizes_at_224(name: str) -> None:
         getattr(model, layer).register_forward_hook(lambda _m, _i, o, n=layer: sizes.__setitem__(n, o.shape[-1]))
     model(torch.empty(1, 3, 224, 224, device="meta"))
     # Fig. 3: 110 (conv1), 55 (pool1), 26 (conv2), 13 (pool2, conv3, conv4, conv5), 6 (pool5).
-    assert sizes == {"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13, "conv3": 13, "conv4": 13, "conv5": 13, "pool5": 6}
+    assert sizes == {
+        "conv1": 110,
+        "pool1": 55,
+        "conv2": 26,
+        "pool2": 13,
+        "conv3": 13,
+        "conv4": 13,
+        "conv5": 13,
+        "pool5": 6,
+    }
 
 
 def test_fig_3_layer_shapes_and_order() -> None:
     model = _meta("zfnet")
     # Fig. 3: 96 7×7 filters stride 2, 256 5×5 stride 2, 384/384/256 3×3 stride 1.
-    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in (model.conv1, model.conv2, model.conv3, model.conv4, model.conv5)] == [
-        (96, 7, 2), (256, 5, 2), (384, 3, 1), (384, 3, 1), (256, 3, 1)
-    ]
+    assert [
+        (c.out_channels, c.kernel_size[0], c.stride[0])
+        for c in (model.conv1, model.conv2, model.conv3, model.conv4, model.conv5)
+    ] == [(96, 7, 2), (256, 5, 2), (384, 3, 1), (384, 3, 1), (256, 3, 1)]
     assert all(c.groups == 1 for c in (model.conv2, model.conv4, model.conv5))  # one GPU, dense layers
     names = [n for n, _ in model.named_children()]
     # Fig. 3 caption: ReLU, then 3×3/2 max pooling, then contrast normalisation.

@@ -59,10 +59,14 @@ class AtlasModel(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     # -- training helpers the trainer uses for every model -------------------------------
-    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0) -> Tensor:
+    def training_loss(
+        self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0
+    ) -> Tensor:
         """Cross-entropy of one forward output's logits ÷ ``temperature``; models with auxiliary
         heads override this."""
-        return F.cross_entropy(output / temperature if temperature != 1.0 else output, target, label_smoothing=label_smoothing)
+        return F.cross_entropy(
+            output / temperature if temperature != 1.0 else output, target, label_smoothing=label_smoothing
+        )
 
     @staticmethod
     def main_logits(output: Any) -> Tensor:
@@ -94,13 +98,14 @@ class AtlasModel(nn.Module):
             )
         low, high = self.min_input_size, self.max_input_size
         if min(height, width) < low or (high is not None and max(height, width) > high):
-            need = f"{low}×{low}" if high == low else (
-                f"between {low}×{low} and {high}×{high}" if high is not None else f"at least {low}×{low}"
+            need = (
+                f"{low}×{low}"
+                if high == low
+                else (f"between {low}×{low} and {high}×{high}" if high is not None else f"at least {low}×{low}")
             )
             where = find_collapsing_layer(self, tuple(x.shape))
             raise InputError(
-                f"{name} needs input {need} pixels, got {height}×{width}"
-                + (f": {where}" if where else "")
+                f"{name} needs input {need} pixels, got {height}×{width}" + (f": {where}" if where else "")
             )
 
 
@@ -112,8 +117,7 @@ def find_collapsing_layer(model: nn.Module, shape: Sequence[int]) -> str:
     stand-ins for every parameter and buffer, so nothing is computed or allocated.
     """
     meta_state = {
-        k: torch.empty_like(v, device="meta")
-        for k, v in list(model.named_parameters()) + list(model.named_buffers())
+        k: torch.empty_like(v, device="meta") for k, v in list(model.named_parameters()) + list(model.named_buffers())
     }
     culprit: list[str] = []
     last_entered: list[str] = []
@@ -123,6 +127,7 @@ def find_collapsing_layer(model: nn.Module, shape: Sequence[int]) -> str:
             seen = args[0] if args and isinstance(args[0], Tensor) else None
             size = "×".join(map(str, seen.shape[1:])) if seen is not None else "?"
             last_entered[:] = [f"layer {name} ({type(module).__name__}) would collapse: it receives a {size} map"]
+
         return hook
 
     def post_hook(name: str):
@@ -130,6 +135,7 @@ def find_collapsing_layer(model: nn.Module, shape: Sequence[int]) -> str:
             if not culprit and isinstance(out, Tensor) and out.dim() == 4 and min(out.shape[2:]) < 1:
                 shape = "×".join(map(str, out.shape[1:]))
                 culprit.append(f"layer {name} ({type(_module).__name__}) would produce an empty {shape} output")
+
         return hook
 
     handles = []

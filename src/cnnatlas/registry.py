@@ -35,7 +35,7 @@ class Paper:
         return f"{self.authors} ({self.year}), {self.title}. {self.venue}"
 
     def short(self) -> str:
-        """"Simonyan & Zisserman", "He et al." — how tables name a paper."""
+        """ "Simonyan & Zisserman", "He et al." — how tables name a paper."""
         surnames = [a.strip().split()[-1] for a in self.authors.split(",") if a.strip()]
         if len(surnames) <= 2:
             return " & ".join(surnames)
@@ -148,8 +148,25 @@ class _SkipInitOnMeta(TorchFunctionMode):
     """
 
     SKIPPED = frozenset(
-        {"normal_", "uniform_", "zero_", "fill_", "copy_", "erfinv_", "mul_", "add_", "sub_", "div_",
-         "clamp_", "exponential_", "random_", "bernoulli_", "log_normal_", "cauchy_", "geometric_"}
+        {
+            "normal_",
+            "uniform_",
+            "zero_",
+            "fill_",
+            "copy_",
+            "erfinv_",
+            "mul_",
+            "add_",
+            "sub_",
+            "div_",
+            "clamp_",
+            "exponential_",
+            "random_",
+            "bernoulli_",
+            "log_normal_",
+            "cauchy_",
+            "geometric_",
+        }
     )
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -159,12 +176,7 @@ class _SkipInitOnMeta(TorchFunctionMode):
         in_place_init = name in self.SKIPPED or (
             getattr(func, "__module__", "") == "torch.nn.init" and name.endswith("_")
         )
-        if (
-            in_place_init
-            and args
-            and isinstance(args[0], torch.Tensor)
-            and args[0].is_meta
-        ):
+        if in_place_init and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
             return args[0]
         return func(*args, **(kwargs or {}))
 

@@ -34,7 +34,9 @@ def _check_input_size(input_size: Sequence[int], batch: int) -> tuple[int, int, 
     return size  # type: ignore[return-value]
 
 
-def _build(model_or_name: Any, dtype: torch.dtype, model_kwargs: dict[str, Any]) -> tuple[nn.Module, str, tuple[int, int, int] | None, dict[str, torch.Tensor] | None]:
+def _build(
+    model_or_name: Any, dtype: torch.dtype, model_kwargs: dict[str, Any]
+) -> tuple[nn.Module, str, tuple[int, int, int] | None, dict[str, torch.Tensor] | None]:
     """(model, its name, its registered input size or None, meta state for functional_call or None)."""
     if isinstance(model_or_name, str):
         from cnnatlas.registry import _lookup, create_meta_model
@@ -66,7 +68,9 @@ def _build(model_or_name: Any, dtype: torch.dtype, model_kwargs: dict[str, Any])
         stand_in = torch.empty_like(param, device="meta", dtype=dtype if param.is_floating_point() else param.dtype)
         state[key] = stand_in.requires_grad_(param.requires_grad)
     for key, buffer in model.named_buffers():
-        state[key] = torch.empty_like(buffer, device="meta", dtype=dtype if buffer.is_floating_point() else buffer.dtype)
+        state[key] = torch.empty_like(
+            buffer, device="meta", dtype=dtype if buffer.is_floating_point() else buffer.dtype
+        )
     return model, name, registered, state
 
 
@@ -100,7 +104,9 @@ def analyze(
     optimizer_state_bytes(0, optimizer)  # validates the name before any work
     model, name, registered_input, state = _build(model_or_name, dtype, model_kwargs)
     chans = getattr(model, "in_chans", None)
-    size = _check_input_size(input_size or registered_input or ((chans,) + DEFAULT_INPUT[1:] if chans else DEFAULT_INPUT), batch)
+    size = _check_input_size(
+        input_size or registered_input or ((chans,) + DEFAULT_INPUT[1:] if chans else DEFAULT_INPUT), batch
+    )
     shape = (batch, *size)
     x = torch.empty(shape, device="meta", dtype=dtype)
     names = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
@@ -115,10 +121,12 @@ def analyze(
         if "got" in str(exc) and "channel" not in str(exc):
             raise _too_small(model, name, shape, str(exc)) from None
         raise
-    except (RuntimeError, ValueError, IndexError) as exc:
+    except (RuntimeError, ValueError, IndexError):
         where = find_collapsing_layer(model, shape)
         if where:
-            raise _too_small(model, name, shape, f"{name} cannot run on input {'×'.join(map(str, size))}: {where}") from None
+            raise _too_small(
+                model, name, shape, f"{name} cannot run on input {'×'.join(map(str, size))}: {where}"
+            ) from None
         raise
     finally:
         if was_training:

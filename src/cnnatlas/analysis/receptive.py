@@ -81,7 +81,9 @@ class ReceptiveFieldTable:
     def get(self, tensor: Any) -> Field | None:
         return self._fields.get(id(tensor)) if isinstance(tensor, Tensor) else None
 
-    def propagate(self, func: Any, args: tuple, kwargs: dict, out: Any, in_tensors: list[Tensor], out_tensors: list[Tensor]) -> None:
+    def propagate(
+        self, func: Any, args: tuple, kwargs: dict, out: Any, in_tensors: list[Tensor], out_tensors: list[Tensor]
+    ) -> None:
         """Give ``out_tensors`` (the tensors of ``out``) the field ``func`` makes of its inputs'
         (``in_tensors``, the tensors among ``args``/``kwargs``)."""
         fields = self._fields
@@ -104,7 +106,10 @@ class ReceptiveFieldTable:
             return tuple(  # type: ignore[return-value]
                 source[a].step(int(kernel[a]), stride[a], padding[a], dilation[a]) for a in range(2)
             )
-        if name in ("max_pool2d_with_indices", "max_pool2d", "avg_pool2d", "avg_pool3d", "max_pool3d_with_indices") and source is not None:
+        if (
+            name in ("max_pool2d_with_indices", "max_pool2d", "avg_pool2d", "avg_pool3d", "max_pool3d_with_indices")
+            and source is not None
+        ):
             kernel = _pair(args[1], 1)
             stride = _pair(args[2] if len(args) > 2 else None, 0)
             stride = kernel if stride == (0, 0) else stride
@@ -123,7 +128,11 @@ class ReceptiveFieldTable:
             return result[0], result[1]
         if name in ("mean", "sum", "amax") and source is not None and x is not None and x.dim() >= 4:
             dims = args[1] if len(args) > 1 else kwargs.get("dim")
-            dims = [int(d) % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])] if dims is not None else list(range(x.dim()))
+            dims = (
+                [int(d) % x.dim() for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+                if dims is not None
+                else list(range(x.dim()))
+            )
             if x.dim() - 1 in dims and x.dim() - 2 in dims:
                 return _global(source, _spatial(x))
             return source
@@ -135,7 +144,9 @@ class ReceptiveFieldTable:
             if axis in (0, 1):
                 # x[..., ::s] subsamples like a 1×1 convolution with stride s (option-A shortcuts).
                 moved = list(source)
-                moved[axis] = Axis(source[axis].r, source[axis].j * step, source[axis].start + max(start, 0) * source[axis].j)
+                moved[axis] = Axis(
+                    source[axis].r, source[axis].j * step, source[axis].start + max(start, 0) * source[axis].j
+                )
                 return moved[0], moved[1]
             return source
         if name == "constant_pad_nd" and source is not None and x is not None:
@@ -148,7 +159,12 @@ class ReceptiveFieldTable:
             )
         if name in ("view", "_unsafe_view", "reshape", "flatten") and source is not None and x is not None:
             result_tensor = out if isinstance(out, Tensor) else None
-            if result_tensor is not None and _spatial(x) != (1, 1) and _spatial(result_tensor) == (1, 1) and result_tensor.dim() < 4:
+            if (
+                result_tensor is not None
+                and _spatial(x) != (1, 1)
+                and _spatial(result_tensor) == (1, 1)
+                and result_tensor.dim() < 4
+            ):
                 return _global(source, _spatial(x))
             return source
         return merge(inputs)

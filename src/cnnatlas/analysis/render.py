@@ -94,7 +94,8 @@ class Analysis:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise KeyError(f"{self.model} has no layer {name!r}; layers: {', '.join(l.name for l in self.layers[:8])} …")
+        known = ", ".join(layer.name for layer in self.layers[:8])
+        raise KeyError(f"{self.model} has no layer {name!r}; layers: {known} …")
 
     def __getitem__(self, name: str) -> LayerRow:
         return self.row(name)
@@ -195,13 +196,16 @@ class Analysis:
             ("depth (weighted layers on the longest path)", str(t["network_depth"])),
             (
                 f"training memory estimate ({self.optimizer}, batch {self.input_shape[0]})",
-                f"{human_bytes(t['training_memory_bytes'])} = params {human_bytes(t['param_bytes'] + t['buffer_bytes'])}"
+                f"{human_bytes(t['training_memory_bytes'])} = "
+                f"params {human_bytes(t['param_bytes'] + t['buffer_bytes'])}"
                 f" + grads {human_bytes(t['gradient_bytes'])} + optimiser {human_bytes(t['optimizer_state_bytes'])}"
                 f" + saved activations {human_bytes(t['saved_activation_bytes'])}",
             ),
         ]
         if t.get("unused_params"):
-            lines.append(("params not run by this forward", f"{t['unused_params']:,} (e.g. auxiliary heads in eval mode)"))
+            lines.append(
+                ("params not run by this forward", f"{t['unused_params']:,} (e.g. auxiliary heads in eval mode)")
+            )
         if self.measured is not None:
             lines.append(("measured peak", f"{human_bytes(self.measured['peak_bytes'])} ({self.measured['method']})"))
         if self.uncounted_ops:

@@ -127,9 +127,7 @@ def _avg_pool_flops(args: tuple, kwargs: dict, out: Any) -> int:
 
 def adaptive_regions(size_in: int, size_out: int) -> list[int]:
     """Region lengths of adaptive pooling along one axis (PyTorch's start/end rule)."""
-    return [
-        math.ceil((i + 1) * size_in / size_out) - (i * size_in) // size_out for i in range(size_out)
-    ]
+    return [math.ceil((i + 1) * size_in / size_out) - (i * size_in) // size_out for i in range(size_out)]
 
 
 def _adaptive_flops(comparisons: bool) -> Callable[[tuple, dict, Any], int]:
@@ -238,7 +236,7 @@ _NAME_CACHE: dict[Any, str] = {}
 
 
 def op_name(func: Any) -> str:
-    """"relu_" → "relu": in-place and out-of-place variants share one rule."""
+    """ "relu_" → "relu": in-place and out-of-place variants share one rule."""
     name = _NAME_CACHE.get(func)
     if name is None:
         name = func._overloadpacket.__name__
@@ -286,7 +284,10 @@ def op_spec(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, str] |
             return 3, f"{weight.shape[0]} filters of size {'×'.join(map(str, weight.shape[2:]))}"
         stride, padding, dilation = _pair(args[3], 1), _pair(args[4], 0), _pair(args[5], 1)
         groups = int(args[8]) if len(args) > 8 else 1
-        text = f"{weight.shape[0]} {_dims(*weight.shape[2:])} filters, stride {_scalar_or_pair(stride)}, pad {_scalar_or_pair(padding)}"
+        text = (
+            f"{weight.shape[0]} {_dims(*weight.shape[2:])} filters, "
+            f"stride {_scalar_or_pair(stride)}, pad {_scalar_or_pair(padding)}"
+        )
         if dilation != (1, 1):
             text += f", dilation {_scalar_or_pair(dilation)}"
         if groups > 1:
@@ -300,7 +301,9 @@ def op_spec(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[int, str] |
         stride = kernel if stride == (0, 0) else stride
         padding = _pair(args[3] if len(args) > 3 else 0, 0)
         kind = "avg" if name == "avg_pool2d" else "max"
-        ceil_mode = args[5] if kind == "max" and len(args) > 5 else (args[4] if kind == "avg" and len(args) > 4 else False)
+        ceil_mode = (
+            args[5] if kind == "max" and len(args) > 5 else (args[4] if kind == "avg" and len(args) > 4 else False)
+        )
         text = f"{_dims(*kernel)} {kind} pool, stride {_scalar_or_pair(stride)}"
         if padding != (0, 0):
             text += f", pad {_scalar_or_pair(padding)}"

@@ -160,8 +160,7 @@ class _Tracer(TorchDispatchMode):
 
 def _plain_meta(*tensors: Tensor) -> bool:
     return all(
-        t.device.type == "meta" and t.dtype in (torch.float32, torch.float64) and t.is_contiguous()
-        for t in tensors
+        t.device.type == "meta" and t.dtype in (torch.float32, torch.float64) and t.is_contiguous() for t in tensors
     )
 
 
@@ -181,14 +180,20 @@ def _fast_batch_norm(x: Tensor, weight: Any, bias: Any, mean: Any, var: Any, tra
 
 
 def _output_sides(
-    x: Tensor, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+    x: Tensor,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
     ceil_mode: bool = False,
 ) -> tuple[int, int] | None:
     """(h, w) of a 2-D convolution or pool over ``x`` by :func:`cnnatlas.formulas.conv_output_size`
     (ATen's rule, ceil mode included), or None when a window does not fit."""
     try:
         size = tuple(
-            conv_output_size(int(x.shape[2 + a]), int(kernel[a]), int(stride[a]), int(padding[a]), int(dilation[a]), ceil_mode)
+            conv_output_size(
+                int(x.shape[2 + a]), int(kernel[a]), int(stride[a]), int(padding[a]), int(dilation[a]), ceil_mode
+            )
             for a in range(2)
         )
     except ValueError:
@@ -197,8 +202,15 @@ def _output_sides(
 
 
 def _fast_convolution(
-    x: Tensor, weight: Tensor, bias: Any, stride: list, padding: list, dilation: list,
-    transposed: bool, output_padding: list, groups: int,
+    x: Tensor,
+    weight: Tensor,
+    bias: Any,
+    stride: list,
+    padding: list,
+    dilation: list,
+    transposed: bool,
+    output_padding: list,
+    groups: int,
 ) -> Tensor | None:
     # The meta kernel computes the output shape in Python (~1 ms); for a plain 2-D convolution
     # of contiguous tensors it is the textbook formula, and the result is contiguous.
@@ -229,11 +241,21 @@ def _fast_cat(tensors: list[Tensor], dim: int = 0) -> Tensor | None:
 
 
 def _fast_max_pool2d(
-    x: Tensor, kernel: list, stride: list = (), padding: list = (0,), dilation: list = (1,), ceil_mode: bool = False,
+    x: Tensor,
+    kernel: list,
+    stride: list = (),
+    padding: list = (0,),
+    dilation: list = (1,),
+    ceil_mode: bool = False,
 ) -> tuple[Tensor, Tensor] | None:
     # The meta kernel checks and computes the shape in Python (~0.3 ms); for the usual 4-D
     # contiguous input it is the formula above, and the indices are int64 of the same shape.
-    if x.dim() != 4 or not _plain_meta(x) or not all(len(v) in (1, 2) for v in (kernel, padding, dilation)) or len(stride) > 2:
+    if (
+        x.dim() != 4
+        or not _plain_meta(x)
+        or not all(len(v) in (1, 2) for v in (kernel, padding, dilation))
+        or len(stride) > 2
+    ):
         return None
     two = lambda v: (int(v[0]), int(v[-1]))  # noqa: E731 - (h, w) of a 1- or 2-element list
     (kh, kw), (ph, pw), (dh, dw) = two(kernel), two(padding), two(dilation)
@@ -252,7 +274,12 @@ def _fast_addmm(bias: Tensor, mat1: Tensor, mat2: Tensor, *rest: Any, **kwargs: 
     # bias + mat1 @ mat2 is a contiguous (n, m) matrix when the bias broadcasts to it.
     if mat1.dim() != 2 or mat2.dim() != 2 or mat1.shape[1] != mat2.shape[0] or bias.dim() > 2:
         return None
-    if not _plain_meta(mat1, bias) or mat2.device.type != "meta" or mat2.dtype != mat1.dtype or bias.dtype != mat1.dtype:
+    if (
+        not _plain_meta(mat1, bias)
+        or mat2.device.type != "meta"
+        or mat2.dtype != mat1.dtype
+        or bias.dtype != mat1.dtype
+    ):
         return None  # mat2 is usually weight.t(), a non-contiguous view: only its shape matters
     shape = (mat1.shape[0], mat2.shape[1])
     if any(b not in (1, s) for b, s in zip(reversed(bias.shape), reversed(shape))):
@@ -276,7 +303,9 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
     if not isinstance(first, Tensor) or not _plain_meta(first):
         return None
     for value in (*args[1:], *kwargs.values()):
-        if isinstance(value, Tensor) and (value.shape != first.shape or value.dtype != first.dtype or not _plain_meta(value)):
+        if isinstance(value, Tensor) and (
+            value.shape != first.shape or value.dtype != first.dtype or not _plain_meta(value)
+        ):
             return None
         if isinstance(value, (list, tuple)):
             return None
@@ -329,7 +358,7 @@ def trace(
     keep_alive: list[Tensor] = [x]
     uncounted: dict[str, int] = {}
     parameter_storages: set[int] = set()
-    for tensor in (state.values() if state is not None else [*model.parameters(), *model.buffers()]):
+    for tensor in state.values() if state is not None else [*model.parameters(), *model.buffers()]:
         parameter_storages.add(storage_key(tensor))
     saved: dict[int, int] = {}
     created_at: dict[int, int] = {}  # storage → index of the (non-aliasing) op that created it
@@ -373,9 +402,7 @@ def trace(
                 return
             parent = frame.path if frame is not None else ""
             base = f"{display(parent)}.{name}" if parent else name
-            row = RawRow(
-                path=parent, name=unique(base), type=name, depth=module_depth(parent) + 1, functional=True
-            )
+            row = RawRow(path=parent, name=unique(base), type=name, depth=module_depth(parent) + 1, functional=True)
             rows.append(row)
             if frame is not None:
                 params.assign(frame.path, row)
@@ -405,7 +432,16 @@ def trace(
                 )
                 rows.append(row)
                 params.assign(path, row)
-            stack.append(_Frame(path=path, module=module, leaf=leaf, row=row, first_row=len(rows) - (1 if leaf else 0), first_op=op_count[0]))
+            stack.append(
+                _Frame(
+                    path=path,
+                    module=module,
+                    leaf=leaf,
+                    row=row,
+                    first_row=len(rows) - (1 if leaf else 0),
+                    first_op=op_count[0],
+                )
+            )
 
         return hook
 

@@ -86,21 +86,50 @@ def _synthetic(root: Any, split: str, **options: Any) -> ArrayDataset:
 
 
 _CATALOG: dict[str, _Entry] = {
-    "mnist-sample": _Entry("8,000 training + 1,000 test real MNIST digits bundled with cnnatlas", False, (), _mnist_sample, lambda root: list(SPLITS)),
+    "mnist-sample": _Entry(
+        "8,000 training + 1,000 test real MNIST digits bundled with cnnatlas",
+        False,
+        (),
+        _mnist_sample,
+        lambda root: list(SPLITS),
+    ),
     "mnist": _Entry("MNIST IDX files (gz or raw) from --root", True, (), *_idx("MNIST")),
     "fashion-mnist": _Entry("Fashion-MNIST IDX files (gz or raw) from --root", True, (), *_idx("FASHION_MNIST")),
-    "cifar10": _Entry("CIFAR-10 python batches (cifar-10-batches-py) from --root", True, ("verify_checksums",), *_cifar("CIFAR10")),
-    "cifar100": _Entry("CIFAR-100 python batches (cifar-100-python) from --root", True, ("verify_checksums",), *_cifar("CIFAR100")),
-    "imagefolder": _Entry("--root with train/<class>/ and val/<class>/ image folders", True, ("transform", "max_pixels"), _imagefolder, _imagefolder_splits),
-    "synthetic": _Entry("random uint8 images and labels of any shape, for benchmarks", False,
-                        ("num_samples", "image_size", "num_classes", "seed"), _synthetic, lambda root: list(SPLITS)),
+    "cifar10": _Entry(
+        "CIFAR-10 python batches (cifar-10-batches-py) from --root", True, ("verify_checksums",), *_cifar("CIFAR10")
+    ),
+    "cifar100": _Entry(
+        "CIFAR-100 python batches (cifar-100-python) from --root", True, ("verify_checksums",), *_cifar("CIFAR100")
+    ),
+    "imagefolder": _Entry(
+        "--root with train/<class>/ and val/<class>/ image folders",
+        True,
+        ("transform", "max_pixels"),
+        _imagefolder,
+        _imagefolder_splits,
+    ),
+    "synthetic": _Entry(
+        "random uint8 images and labels of any shape, for benchmarks",
+        False,
+        ("num_samples", "image_size", "num_classes", "seed"),
+        _synthetic,
+        lambda root: list(SPLITS),
+    ),
 }
 
 # Spellings people type for the same data sets.
 _ALIASES = {
-    "mnist_sample": "mnist-sample", "mnistsample": "mnist-sample", "fashion_mnist": "fashion-mnist",
-    "fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar_10": "cifar10", "cifar-100": "cifar100",
-    "cifar_100": "cifar100", "image-folder": "imagefolder", "image_folder": "imagefolder", "folder": "imagefolder",
+    "mnist_sample": "mnist-sample",
+    "mnistsample": "mnist-sample",
+    "fashion_mnist": "fashion-mnist",
+    "fashionmnist": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar-100": "cifar100",
+    "cifar_100": "cifar100",
+    "image-folder": "imagefolder",
+    "image_folder": "imagefolder",
+    "folder": "imagefolder",
 }
 
 
@@ -130,8 +159,9 @@ def dataset_splits(name: str, root: str | os.PathLike | None = None) -> list[str
     return _entry(name)[1].splits(root)
 
 
-def load_dataset(name: str, *, root: str | os.PathLike | None = None, split: str = "train",
-                 **options: Any) -> ArrayDataset | FolderDataset:
+def load_dataset(
+    name: str, *, root: str | os.PathLike | None = None, split: str = "train", **options: Any
+) -> ArrayDataset | FolderDataset:
     """Load one split of a data set by name.
 
     ``root`` is the folder holding the files (ignored by ``mnist-sample`` and ``synthetic``);

@@ -84,7 +84,14 @@ _LUMA = (0.299, 0.587, 0.114)
 
 PAPER_SIDE = 224
 TRAIN_AUGMENTS = (
-    "none", "pad_crop_flip", "alexnet", "vgg_scale_jitter", "inception_crop", "resnet_scale", "shift", "lecun_affine",
+    "none",
+    "pad_crop_flip",
+    "alexnet",
+    "vgg_scale_jitter",
+    "inception_crop",
+    "resnet_scale",
+    "shift",
+    "lecun_affine",
     "elastic_affine",
 )
 # Those whose output keeps the stored image size by default (digits, CIFAR); the others make the
@@ -186,7 +193,9 @@ def _grayscale(x: Tensor) -> Tensor:
     return (x * weights[None, :, None, None]).sum(dim=1, keepdim=True)
 
 
-def photometric_distortions(x: Tensor, gen: torch.Generator, factor_range: tuple[float, float] = PHOTOMETRIC_RANGE) -> Tensor:
+def photometric_distortions(
+    x: Tensor, gen: torch.Generator, factor_range: tuple[float, float] = PHOTOMETRIC_RANGE
+) -> Tensor:
     """Howard 2013 §2.1 as PIL's ImageEnhance does it: brightness (blend with black), contrast
     (blend with the image's mean grey) and colour (blend with its greyscale), each with a factor
     from ``factor_range``, in a random order per image; clipped to [0,1] after each step.
@@ -301,8 +310,12 @@ class InceptionCrop:
 
     attempts = 10  # torchvision's RandomResizedCrop tries 10 boxes before falling back
 
-    def __init__(self, out_size: int | None = None, scale: tuple[float, float] = (0.08, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> None:
+    def __init__(
+        self,
+        out_size: int | None = None,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
         self.out_size = out_size or PAPER_SIDE
         self.scale, self.ratio = scale, ratio
 
@@ -363,15 +376,23 @@ class LeCunAffine:
     """LeCun et al. 1998 §III.C.4: random translation, scaling, squeezing and horizontal shear
     per image (ranges in the module docstring), one bilinear ``grid_sample`` for the batch."""
 
-    def __init__(self, out_size: int | None = None, max_shift: float = 2.0, scale: float = 0.1,
-                 squeeze: float = 0.1, shear: float = 0.15) -> None:
+    def __init__(
+        self,
+        out_size: int | None = None,
+        max_shift: float = 2.0,
+        scale: float = 0.1,
+        squeeze: float = 0.1,
+        shear: float = 0.15,
+    ) -> None:
         self.out_size, self.max_shift = out_size, max_shift
         self.scale, self.squeeze, self.shear = scale, squeeze, shear
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         _check_batch(x)
         size = self.out_size or min(x.shape[-2:])
-        out = F.grid_sample(to_float(x), self._grid(x, gen, size), mode="bilinear", padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(
+            to_float(x), self._grid(x, gen, size), mode="bilinear", padding_mode="zeros", align_corners=False
+        )
         return out.clamp_(0.0, 1.0)
 
     def _grid(self, x: Tensor, gen: torch.Generator, size: int) -> Tensor:

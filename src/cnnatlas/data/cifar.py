@@ -312,8 +312,10 @@ def _checked_file(spec: CifarSpec, folder: Path, file_name: str, verify_checksum
     path = folder / file_name
     if not path.is_file():
         raise DataError(
-            f"{spec.name}: file {file_name} not found in {folder} (nor in {folder.parent if folder.name == spec.folder else folder / spec.folder}); "
-            f"nothing is downloaded - extract the python version of the data set ({spec.folder}) there yourself (see docs/data.md)"
+            f"{spec.name}: file {file_name} not found in {folder} "
+            f"(nor in {folder.parent if folder.name == spec.folder else folder / spec.folder}); "
+            f"nothing is downloaded - extract the python version of the data set ({spec.folder}) there yourself "
+            "(see docs/data.md)"
         )
     if verify_checksums:
         actual = _md5(path)
@@ -350,12 +352,18 @@ def _read_batch(spec: CifarSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_classes(spec: CifarSpec, path: Path) -> tuple[str, ...]:
     meta = restricted_load(path)
     names = meta.get(spec.class_key)
-    if not isinstance(names, list) or len(names) != spec.num_classes or not all(isinstance(n, (str, bytes)) for n in names):
+    if (
+        not isinstance(names, list)
+        or len(names) != spec.num_classes
+        or not all(isinstance(n, (str, bytes)) for n in names)
+    ):
         raise DataError(f"{path}: expected {spec.num_classes} class names under {spec.class_key!r}")
     return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
 
 
-def load_cifar(spec: CifarSpec, root: str | os.PathLike | None, split: str, *, verify_checksums: bool = True) -> ArrayDataset:
+def load_cifar(
+    spec: CifarSpec, root: str | os.PathLike | None, split: str, *, verify_checksums: bool = True
+) -> ArrayDataset:
     """Load one split of CIFAR-10/100 from ``root`` (the extracted folder or its parent)."""
     split = normalize_split(split)
     folder = find_folder(spec, require_root(spec.name, root))

@@ -65,7 +65,9 @@ class ArrayDataset:
         # as one clear message instead of a shape error deep inside the trainer.
         images, labels = self.images, self.labels
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise DataError(f"{self.name}/{self.split}: images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}")
+            raise DataError(
+                f"{self.name}/{self.split}: images must be uint8 N×C×H×W, got {images.dtype} {tuple(images.shape)}"
+            )
         if labels.dtype != torch.int64 or labels.dim() != 1 or labels.shape[0] != images.shape[0]:
             raise DataError(
                 f"{self.name}/{self.split}: labels must be int64 of length {images.shape[0]}, "
@@ -100,4 +102,7 @@ class ArrayDataset:
 
     def __repr__(self) -> str:
         c, h, w = self.image_size
-        return f"ArrayDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, image_size=({c}, {h}, {w}), num_classes={self.num_classes})"
+        return (
+            f"ArrayDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
+            f"image_size=({c}, {h}, {w}), num_classes={self.num_classes})"
+        )

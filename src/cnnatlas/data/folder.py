@@ -122,9 +122,15 @@ class FolderDataset(torch.utils.data.Dataset):
     ``cnnatlas.data.augment.folder_sample_transform``) makes them uniform so batches stack.
     """
 
-    def __init__(self, root: str | os.PathLike | None, split: str = "train", *,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 max_pixels: int = MAX_IMAGE_PIXELS, name: str = "imagefolder") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None,
+        split: str = "train",
+        *,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS,
+        name: str = "imagefolder",
+    ) -> None:
         self.name = name
         self.split = normalize_split(split)
         self.root = require_root(name, root)
@@ -165,7 +171,10 @@ class FolderDataset(torch.utils.data.Dataset):
         return image, label
 
     def __repr__(self) -> str:
-        return f"FolderDataset(name={self.name!r}, split={self.split!r}, root={str(self.root)!r}, n={len(self)}, num_classes={self.num_classes})"
+        return (
+            f"FolderDataset(name={self.name!r}, split={self.split!r}, root={str(self.root)!r}, "
+            f"n={len(self)}, num_classes={self.num_classes})"
+        )
 
 
 def folder_splits(root: str | os.PathLike | None) -> list[str]:

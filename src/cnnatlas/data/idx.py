@@ -30,7 +30,14 @@ from cnnatlas.errors import DataError
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
 
-_IDX_TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
+_IDX_TYPE_NAMES = {
+    0x08: "unsigned byte",
+    0x09: "signed byte",
+    0x0B: "int16",
+    0x0C: "int32",
+    0x0D: "float32",
+    0x0E: "float64",
+}
 
 #: Cap on the decompressed size of one .gz file. The largest legitimate file (60,000 MNIST
 #: training images) is 47,040,016 bytes; the cap stops a gzip bomb long before memory runs out.
@@ -45,7 +52,16 @@ SPLIT_FILES: dict[str, tuple[str, str]] = {
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 # Fashion-MNIST label names, from the data set's README (github.com/zalandoresearch/fashion-mnist).
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 
 
@@ -93,26 +109,37 @@ def parse_idx(data: bytes, *, source: str, expected_magic: int) -> np.ndarray:
     Returns a read-only uint8 array of the header's shape (a view on ``data``, no copy).
     """
     if len(data) < 4:
-        raise DataError(f"{source}: {len(data)} bytes is too short for an IDX file (expected a 4-byte magic number {expected_magic})")
+        raise DataError(
+            f"{source}: {len(data)} bytes is too short for an IDX file "
+            f"(expected a 4-byte magic number {expected_magic})"
+        )
     magic = int.from_bytes(data[:4], "big")
     if magic != expected_magic:
         raise DataError(f"{source}: {_describe_magic_mismatch(magic, expected_magic)}")
     ndim = expected_magic & 0xFF
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
-        raise DataError(f"{source}: truncated header: {len(data)} bytes, expected at least {header_len} for {ndim} dimension sizes")
+        raise DataError(
+            f"{source}: truncated header: {len(data)} bytes, expected at least {header_len} for {ndim} dimension sizes"
+        )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if any(size == 0 for size in shape[1:]):
         raise DataError(f"{source}: header gives a zero dimension in shape {shape}")
     expected_len = header_len + math.prod(shape)  # exact Python ints: no int64 wrap-around
     if len(data) != expected_len:
         problem = "truncated" if len(data) < expected_len else "longer than its header says"
-        raise DataError(f"{source}: file is {problem}: {len(data)} bytes, expected {expected_len} (header shape {'×'.join(map(str, shape))})")
+        raise DataError(
+            f"{source}: file is {problem}: {len(data)} bytes, expected {expected_len} "
+            f"(header shape {'×'.join(map(str, shape))})"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
 def _describe_magic_mismatch(magic: int, expected: int) -> str:
-    want = f"expected magic number {expected} (0x{expected:08X}: {_IDX_TYPE_NAMES[(expected >> 8) & 0xFF]}, {expected & 0xFF} dimensions)"
+    want = (
+        f"expected magic number {expected} "
+        f"(0x{expected:08X}: {_IDX_TYPE_NAMES[(expected >> 8) & 0xFF]}, {expected & 0xFF} dimensions)"
+    )
     if magic >> 16 != 0:
         return f"not an IDX file: magic number 0x{magic:08X}, {want}"
     type_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
@@ -136,7 +163,9 @@ def read_file_bytes(path: Path) -> bytes:
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
     if len(data) > MAX_DECOMPRESSED_BYTES:
-        raise DataError(f"{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes, far more than any MNIST file")
+        raise DataError(
+            f"{path}: decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes, far more than any MNIST file"
+        )
     return data
 
 
@@ -153,13 +182,17 @@ class _BytesReader:
         return chunk
 
 
-def images_and_labels(image_bytes: bytes, label_bytes: bytes, *, image_source: str, label_source: str,
-                      num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def images_and_labels(
+    image_bytes: bytes, label_bytes: bytes, *, image_source: str, label_source: str, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Parse an image file and a label file that belong together and check them against each other."""
     images = parse_idx(image_bytes, source=image_source, expected_magic=IMAGES_MAGIC)
     labels = parse_idx(label_bytes, source=label_source, expected_magic=LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:
-        raise DataError(f"{image_source} holds {images.shape[0]} images but {label_source} holds {labels.shape[0]} labels: expected equal counts")
+        raise DataError(
+            f"{image_source} holds {images.shape[0]} images but {label_source} holds {labels.shape[0]} labels: "
+            "expected equal counts"
+        )
     if images.shape[0] == 0:
         raise DataError(f"{image_source}: holds no images")
     if images.shape[1:] != (28, 28):
@@ -209,8 +242,11 @@ def load_idx_dataset(spec: IdxSpec, root: str | os.PathLike | None, split: str) 
         paths.append(path)
     image_path, label_path = paths
     images, labels = images_and_labels(
-        read_file_bytes(image_path), read_file_bytes(label_path),
-        image_source=str(image_path), label_source=str(label_path), num_classes=len(spec.classes),
+        read_file_bytes(image_path),
+        read_file_bytes(label_path),
+        image_source=str(image_path),
+        label_source=str(label_path),
+        num_classes=len(spec.classes),
     )
     return ArrayDataset(spec.name, split, images, labels, spec.classes, spec.mean, spec.std)
 
@@ -225,14 +261,20 @@ def load_mnist_sample(split: str) -> ArrayDataset:
         try:
             compressed = resource.read_bytes()
         except OSError:
-            raise DataError(f"the bundled mnist-sample file {stem}.gz is missing from the installed package ({resource})") from None
+            raise DataError(
+                f"the bundled mnist-sample file {stem}.gz is missing from the installed package ({resource})"
+            ) from None
         try:
             blobs.append(gzip.decompress(compressed))
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"the bundled mnist-sample file {stem}.gz is corrupt ({exc})") from None
     images, labels = images_and_labels(
-        blobs[0], blobs[1],
-        image_source=f"mnist-sample/{SPLIT_FILES[split][0]}.gz", label_source=f"mnist-sample/{SPLIT_FILES[split][1]}.gz",
+        blobs[0],
+        blobs[1],
+        image_source=f"mnist-sample/{SPLIT_FILES[split][0]}.gz",
+        label_source=f"mnist-sample/{SPLIT_FILES[split][1]}.gz",
         num_classes=10,
     )
-    return ArrayDataset(MNIST_SAMPLE.name, split, images, labels, MNIST_SAMPLE.classes, MNIST_SAMPLE.mean, MNIST_SAMPLE.std)
+    return ArrayDataset(
+        MNIST_SAMPLE.name, split, images, labels, MNIST_SAMPLE.classes, MNIST_SAMPLE.mean, MNIST_SAMPLE.std
+    )

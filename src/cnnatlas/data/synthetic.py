@@ -44,8 +44,14 @@ def parse_image_size(image_size: int | str | Sequence[int]) -> tuple[int, int, i
     return (dims[0], dims[1], dims[2])
 
 
-def make_synthetic(split: str = "train", *, num_samples: int = 1024, image_size: int | str | Sequence[int] = (3, 32, 32),
-                   num_classes: int = 10, seed: int = 0) -> ArrayDataset:
+def make_synthetic(
+    split: str = "train",
+    *,
+    num_samples: int = 1024,
+    image_size: int | str | Sequence[int] = (3, 32, 32),
+    num_classes: int = 10,
+    seed: int = 0,
+) -> ArrayDataset:
     """A data set of ``num_samples`` uniform random uint8 images with uniform random labels."""
     split = normalize_split(split)
     c, h, w = parse_image_size(image_size)

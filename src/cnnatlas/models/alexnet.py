@@ -153,8 +153,21 @@ class AlexNet(AtlasModel):
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:
-        features = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3",
-                    "conv4", "relu4", "conv5", "relu5", "pool5"]
+        features = [
+            "conv1",
+            "relu1",
+            "pool1",
+            "conv2",
+            "relu2",
+            "pool2",
+            "conv3",
+            "relu3",
+            "conv4",
+            "relu4",
+            "conv5",
+            "relu5",
+            "pool5",
+        ]
         # torchvision drops out the *inputs* of fc6 and fc7; named after the layer they feed.
         classifier = ["drop6", "fc6", "relu6", "drop7", "fc7", "relu7", "fc8"]
         names = {f"features.{i}": n for i, n in enumerate(features)}
@@ -348,8 +361,14 @@ def _rows_held(tower: nn.Module, layer: str) -> int:
 
 
 def _split_tower_state(
-    module: nn.Module, state: dict[str, Tensor], prefix: str, _meta: Any,
-    _strict: bool, _missing: list[str], _unexpected: list[str], error_msgs: list[str],
+    module: nn.Module,
+    state: dict[str, Tensor],
+    prefix: str,
+    _meta: Any,
+    _strict: bool,
+    _missing: list[str],
+    _unexpected: list[str],
+    error_msgs: list[str],
 ) -> None:
     # load_state_dict(): the inverse of _merge_tower_state, before the towers load their keys.
     for layer in _LEARNT_2012:

@@ -217,9 +217,16 @@ class DenseNet(AtlasModel):
 
     def paper_layer_names(self) -> dict[str, str]:
         """Table 1's names: conv1, pool1, dense_block1 (layer1 …), transition1, …, fc."""
-        prefixes = {"features.conv0": "conv1", "features.norm0": "conv1_bn", "features.relu0": "conv1_relu",
-                    "features.pool0": "pool1", "features.norm5": "norm5", "relu5": "relu5",
-                    "global_pool": "global_pool", "classifier": "fc"}
+        prefixes = {
+            "features.conv0": "conv1",
+            "features.norm0": "conv1_bn",
+            "features.relu0": "conv1_relu",
+            "features.pool0": "pool1",
+            "features.norm5": "norm5",
+            "relu5": "relu5",
+            "global_pool": "global_pool",
+            "classifier": "fc",
+        }
         for i in range(1, len(self.block_config) + 1):
             prefixes[f"features.denseblock{i}"] = f"dense_block{i}"
             for j in range(1, self.block_config[i - 1] + 1):
@@ -295,29 +302,57 @@ _CIFAR = dict(input_size=(3, 32, 32), dataset="CIFAR-10", num_classes=10, recipe
 
 # name: (setting, builder kwargs, torchvision name, description, published results)
 _VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str | None, str, tuple[PublishedResult, ...]]] = {
-    "densenet121": (_IMAGENET, dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
-                    "densenet121", "DenseNet-BC-121 (k=32), Table 1",
-                    _imagenet_results((25.02, 23.61), (7.71, 6.66))),
-    "densenet161": (_IMAGENET, dict(growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96),
-                    "densenet161", "DenseNet-BC-161 (k=48, 96 initial features), released with the paper's code",
-                    ()),  # not in the paper's tables
-    "densenet169": (_IMAGENET, dict(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64),
-                    "densenet169", "DenseNet-BC-169 (k=32), Table 1",
-                    _imagenet_results((23.80, 22.08), (6.85, 5.92))),
-    "densenet201": (_IMAGENET, dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
-                    "densenet201", "DenseNet-BC-201 (k=32), Table 1",
-                    _imagenet_results((22.58, 21.46), (6.34, 5.54))),
-    "densenet264": (_IMAGENET, dict(growth_rate=32, block_config=(6, 12, 64, 48), num_init_features=64),
-                    None, "DenseNet-BC-264 (k=32), Table 1",
-                    _imagenet_results((22.15, 20.80), (6.12, 5.29))),
-    "densenet40_k12": (_CIFAR, dict(growth_rate=12, block_config=(12, 12, 12), num_init_features=16, bn_size=None,
-                                    compression=1.0, stem="cifar"),
-                       None, "DenseNet (L=40, k=12): 3 basic dense blocks of 12 layers, no compression",
-                       _cifar_results(7.00, 5.24, 27.55, 24.42, 1.79)),
-    "densenet_bc100_k12": (_CIFAR, dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24,
-                                        bn_size=4, compression=0.5, stem="cifar"),
-                           None, "DenseNet-BC (L=100, k=12): bottleneck layers, compression 0.5",
-                           _cifar_results(5.92, 4.51, 24.15, 22.27, 1.76)),
+    "densenet121": (
+        _IMAGENET,
+        dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
+        "densenet121",
+        "DenseNet-BC-121 (k=32), Table 1",
+        _imagenet_results((25.02, 23.61), (7.71, 6.66)),
+    ),
+    "densenet161": (
+        _IMAGENET,
+        dict(growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96),
+        "densenet161",
+        "DenseNet-BC-161 (k=48, 96 initial features), released with the paper's code",
+        (),
+    ),  # not in the paper's tables
+    "densenet169": (
+        _IMAGENET,
+        dict(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64),
+        "densenet169",
+        "DenseNet-BC-169 (k=32), Table 1",
+        _imagenet_results((23.80, 22.08), (6.85, 5.92)),
+    ),
+    "densenet201": (
+        _IMAGENET,
+        dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
+        "densenet201",
+        "DenseNet-BC-201 (k=32), Table 1",
+        _imagenet_results((22.58, 21.46), (6.34, 5.54)),
+    ),
+    "densenet264": (
+        _IMAGENET,
+        dict(growth_rate=32, block_config=(6, 12, 64, 48), num_init_features=64),
+        None,
+        "DenseNet-BC-264 (k=32), Table 1",
+        _imagenet_results((22.15, 20.80), (6.12, 5.29)),
+    ),
+    "densenet40_k12": (
+        _CIFAR,
+        dict(
+            growth_rate=12, block_config=(12, 12, 12), num_init_features=16, bn_size=None, compression=1.0, stem="cifar"
+        ),
+        None,
+        "DenseNet (L=40, k=12): 3 basic dense blocks of 12 layers, no compression",
+        _cifar_results(7.00, 5.24, 27.55, 24.42, 1.79),
+    ),
+    "densenet_bc100_k12": (
+        _CIFAR,
+        dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4, compression=0.5, stem="cifar"),
+        None,
+        "DenseNet-BC (L=100, k=12): bottleneck layers, compression 0.5",
+        _cifar_results(5.92, 4.51, 24.15, 22.27, 1.76),
+    ),
 }
 
 for _name, (_setting, _kwargs, _tv, _description, _results) in _VARIANTS.items():

@@ -50,7 +50,13 @@ class ConvUnit(nn.Module):
     """
 
     def __init__(
-        self, in_chans: int, out_chans: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+        self,
+        in_chans: int,
+        out_chans: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        padding: int = 0,
         batch_norm: bool,
     ) -> None:
         super().__init__()
@@ -174,9 +180,18 @@ AUX_TAPS = {"inception_4a": "aux1", "inception_4d": "aux2"}  # §5: on the outpu
 
 # Paper role → torchvision attribute name (roles missing here have no torchvision counterpart).
 _TORCHVISION_NAMES = {
-    "conv1": "conv1", "pool1": "maxpool1", "conv2_reduce": "conv2", "conv2": "conv3", "pool2": "maxpool2",
-    "pool3": "maxpool3", "pool4": "maxpool4", "pool5": "avgpool", "dropout": "dropout", "fc": "fc",
-    "aux1": "aux1", "aux2": "aux2",
+    "conv1": "conv1",
+    "pool1": "maxpool1",
+    "conv2_reduce": "conv2",
+    "conv2": "conv3",
+    "pool2": "maxpool2",
+    "pool3": "maxpool3",
+    "pool4": "maxpool4",
+    "pool5": "avgpool",
+    "dropout": "dropout",
+    "fc": "fc",
+    "aux1": "aux1",
+    "aux2": "aux2",
     **{name: name.replace("_", "") for name, _ in INCEPTION_TABLE if name.startswith("inception")},
 }
 
@@ -199,19 +214,34 @@ class Layout:
 
 LAYOUTS = {
     "paper": Layout(
-        batch_norm=False, lrn=True, kernel_5x5=5, pool4_kernel=3, dropout=0.4, torchvision_names=False,
+        batch_norm=False,
+        lrn=True,
+        kernel_5x5=5,
+        pool4_kernel=3,
+        dropout=0.4,
+        torchvision_names=False,
         min_input_size=31,
     ),
     "torchvision": Layout(
-        batch_norm=True, lrn=False, kernel_5x5=3, pool4_kernel=2, dropout=0.2, torchvision_names=True,
+        batch_norm=True,
+        lrn=False,
+        kernel_5x5=3,
+        pool4_kernel=2,
+        dropout=0.2,
+        torchvision_names=True,
         min_input_size=15,
     ),
 }
 
 # Display names of the modules inside an inception module / conv unit / aux head (Caffe's).
 _BRANCH_NAMES = {
-    "branch1": "1x1", "branch2.0": "3x3_reduce", "branch2.1": "3x3", "branch3.0": "5x5_reduce",
-    "branch3.1": "5x5", "branch4.0": "pool", "branch4.1": "pool_proj",
+    "branch1": "1x1",
+    "branch2.0": "3x3_reduce",
+    "branch2.1": "3x3",
+    "branch3.0": "5x5_reduce",
+    "branch3.1": "5x5",
+    "branch4.0": "pool",
+    "branch4.1": "pool_proj",
 }
 
 
@@ -283,8 +313,11 @@ class GoogLeNet(AtlasModel):
         if aux_logits:
             for role in ("aux1", "aux2"):
                 pool = nn.AdaptiveAvgPool2d((4, 4)) if layout.torchvision_names else AuxPool()
-                add(role, InceptionAux(aux_in[role], num_classes, pool=pool, batch_norm=bn, dropout=aux_dropout),
-                    in_features=False)
+                add(
+                    role,
+                    InceptionAux(aux_in[role], num_classes, pool=pool, batch_norm=bn, dropout=aux_dropout),
+                    in_features=False,
+                )
         # Head: the paper's 7×7/1 average pool covers the whole 7×7 map at 224; adaptive pooling
         # is identical there and keeps other input sizes working.
         add("pool5", nn.AdaptiveAvgPool2d((1, 1)), in_features=False)
@@ -349,7 +382,9 @@ class GoogLeNet(AtlasModel):
             return GoogLeNetOutputs(logits, aux["aux2"], aux["aux1"])
         return logits
 
-    def training_loss(self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0) -> Tensor:
+    def training_loss(
+        self, output: Any, target: Tensor, label_smoothing: float = 0.0, temperature: float = 1.0
+    ) -> Tensor:
         """§5: "the loss of the auxiliary classifiers was weighted by 0.3" and added to the main
         loss during training."""
         head_loss = super().training_loss  # cross-entropy of one head's logits ÷ temperature
@@ -361,8 +396,11 @@ class GoogLeNet(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         fc = self._module("fc")
-        setattr(self, _TORCHVISION_NAMES["fc"] if self.layout.torchvision_names else "fc",
-                nn.Linear(fc.in_features, num_classes, device=fc.weight.device))  # meta stays meta
+        setattr(
+            self,
+            _TORCHVISION_NAMES["fc"] if self.layout.torchvision_names else "fc",
+            nn.Linear(fc.in_features, num_classes, device=fc.weight.device),
+        )  # meta stays meta
         if self.aux_logits:
             for role in ("aux1", "aux2"):
                 head = self._module(role)
@@ -381,7 +419,7 @@ class GoogLeNet(AtlasModel):
             if rest:
                 for inner, caffe in _BRANCH_NAMES.items():
                     if rest == inner or rest.startswith(inner + "."):
-                        rest = caffe + rest[len(inner):]
+                        rest = caffe + rest[len(inner) :]
                         break
                 parts += rest.split(".")
             # A conv unit's convolution is the layer the paper names; its BN/ReLU are sub-layers.

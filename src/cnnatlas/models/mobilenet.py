@@ -35,12 +35,21 @@ class ConvBNReLU(nn.Sequential):
     """Conv (no bias: BN follows) → BN → ReLU, the unit of Fig. 3. ``groups=in`` = depthwise."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2,
-                           groups=groups, bias=False),
-            bn=nn.BatchNorm2d(out_channels),
-            relu=nn.ReLU(inplace=True),
-        ))
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    stride=stride,
+                    padding=kernel_size // 2,
+                    groups=groups,
+                    bias=False,
+                ),
+                bn=nn.BatchNorm2d(out_channels),
+                relu=nn.ReLU(inplace=True),
+            )
+        )
 
 
 class DepthwiseSeparable(nn.Sequential):
@@ -48,10 +57,12 @@ class DepthwiseSeparable(nn.Sequential):
     pointwise conv/BN/ReLU (``pw``)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__(OrderedDict(
-            dw=ConvBNReLU(in_channels, in_channels, 3, stride=stride, groups=in_channels),
-            pw=ConvBNReLU(in_channels, out_channels, 1),
-        ))
+        super().__init__(
+            OrderedDict(
+                dw=ConvBNReLU(in_channels, in_channels, 3, stride=stride, groups=in_channels),
+                pw=ConvBNReLU(in_channels, out_channels, 1),
+            )
+        )
 
 
 # -- main class --------------------------------------------------------------------------------
@@ -61,9 +72,19 @@ class DepthwiseSeparable(nn.Sequential):
 # 7×7: the stride is 1 there (as in the released models).
 _TABLE1_FIRST_CONV = 32
 _TABLE1_BLOCKS: tuple[tuple[int, int], ...] = (
-    (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-    (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
-    (1024, 2), (1024, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
 )
 
 

@@ -155,9 +155,7 @@ MIN_INPUT_SIZES = {"imagenet": 39, "cifar": 4}
 
 
 def _build(*, num_classes: int, in_chans: int, stages: str) -> NiN:
-    return NiN(
-        STAGE_TABLES[stages], num_classes=num_classes, in_chans=in_chans, min_input_size=MIN_INPUT_SIZES[stages]
-    )
+    return NiN(STAGE_TABLES[stages], num_classes=num_classes, in_chans=in_chans, min_input_size=MIN_INPUT_SIZES[stages])
 
 
 # -- registered variants -----------------------------------------------------------------------

@@ -132,7 +132,9 @@ class ResidualBlock(nn.Module):
         chans = in_chans
         last = len(convs)
         for i, spec in enumerate(convs, start=1):
-            conv = nn.Conv2d(chans, spec.out, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups, bias=False)
+            conv = nn.Conv2d(
+                chans, spec.out, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups, bias=False
+            )
             if preact:
                 if i > 1 or preact_input:
                     self.add_module(f"bn{i}", nn.BatchNorm2d(chans))
@@ -235,7 +237,7 @@ def survival_probabilities(num_blocks: int, drop_path_rate: float) -> list[float
     with ``drop_path_rate`` = 1 − p_L (the last block's drop probability)."""
     if not 0.0 <= drop_path_rate < 1.0:
         raise InputError(f"drop_path_rate (1 − p_L) must be in [0, 1), got {drop_path_rate}")
-    return [1.0 - l / num_blocks * drop_path_rate for l in range(1, num_blocks + 1)]
+    return [1.0 - block / num_blocks * drop_path_rate for block in range(1, num_blocks + 1)]
 
 
 @contextlib.contextmanager
@@ -313,9 +315,7 @@ class ResNet(AtlasModel):
         self.block, self.preact, self.shortcut = block, preact, shortcut
         self.drop_path_rate = drop_path_rate
 
-        self.conv1 = nn.Conv2d(
-            in_chans, stem_width, *((7, 2, 3) if stem == "imagenet" else (3, 1, 1)), bias=False
-        )
+        self.conv1 = nn.Conv2d(in_chans, stem_width, *((7, 2, 3) if stem == "imagenet" else (3, 1, 1)), bias=False)
         stem_names = ["conv1"]
         stem_activates = stem == "imagenet" or not preact
         if stem_activates:
@@ -518,15 +518,31 @@ def _cifar(n: int, **extra: Any) -> dict[str, Any]:
 def _wrn(depth: int, k: int) -> dict[str, Any]:
     """WRN-d-k: (d − 4)/6 pre-activation B(3,3) blocks per stage of widths 16k, 32k, 64k."""
     n = (depth - 4) // 6
-    return {"stem": "cifar", "stem_width": 16, "block": "basic", "depths": (n, n, n),
-            "widths": (16 * k, 32 * k, 64 * k), "preact": True, "shortcut": "B", "dropout": 0.0}
+    return {
+        "stem": "cifar",
+        "stem_width": 16,
+        "block": "basic",
+        "depths": (n, n, n),
+        "widths": (16 * k, 32 * k, 64 * k),
+        "preact": True,
+        "shortcut": "B",
+        "dropout": 0.0,
+    }
 
 
 def _resnext29(cardinality: int) -> dict[str, Any]:
     """ResNeXt-29 (Table 7, the authors' CIFAR code): 3×3 64 stem, 3 stages of 3 bottlenecks
     with 256/512/1024 outputs, bottleneck width 64 per group at the first stage."""
-    return {"stem": "cifar", "stem_width": 64, "block": "bottleneck", "depths": (3, 3, 3),
-            "widths": (64, 128, 256), "groups": cardinality, "width_per_group": 64, "shortcut": "B"}
+    return {
+        "stem": "cifar",
+        "stem_width": 64,
+        "block": "bottleneck",
+        "depths": (3, 3, 3),
+        "widths": (64, 128, 256),
+        "groups": cardinality,
+        "width_per_group": 64,
+        "shortcut": "B",
+    }
 
 
 @dataclass(frozen=True)
@@ -548,102 +564,294 @@ _WRN5 = "Table 5, median of 5 runs"
 
 _VARIANTS: tuple[_Variant, ...] = (
     # --- He et al. 2015, ImageNet (Table 1), shortcut option B as in torchvision -----------
-    _Variant("resnet18", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _BASIC_18},
-             "18-layer ResNet of Table 1 (basic blocks)", "resnet_imagenet",
-             _top(27.88, None, "Table 2, 10-crop, ImageNet val (option A shortcuts)"), "resnet18"),
-    _Variant("resnet34", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _STAGES_34},
-             "34-layer ResNet of Table 1 (basic blocks)", "resnet_imagenet",
-             _top(24.52, 7.46, _T3 + " (ResNet-34 B)"), "resnet34"),
-    _Variant("resnet50", "resnet", _RESNET, {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34},
-             "50-layer bottleneck ResNet of Table 1", "resnet_imagenet", _top(22.85, 6.71, _T3), "resnet50"),
-    _Variant("resnet101", "resnet", _RESNET, {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101},
-             "101-layer bottleneck ResNet of Table 1", "resnet_imagenet", _top(21.75, 6.05, _T3), "resnet101"),
-    _Variant("resnet152", "resnet", _RESNET, {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_152},
-             "152-layer bottleneck ResNet of Table 1", "resnet_imagenet",
-             _top(21.43, 5.71, _T3) + _top(19.38, 4.49, "Table 4, single model, ImageNet val"), "resnet152"),
-    _Variant("plain18", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _BASIC_18, "shortcut": "none"},
-             "18-layer plain net (Fig. 3 middle: the ResNet-18 stack without shortcuts)", "resnet_imagenet",
-             _top(27.94, None, "Table 2, 10-crop, ImageNet val")),
-    _Variant("plain34", "resnet", _RESNET, {**_IMAGENET, "block": "basic", "depths": _STAGES_34, "shortcut": "none"},
-             "34-layer plain net of Fig. 3 (the ResNet-34 stack without shortcuts)", "resnet_imagenet",
-             _top(28.54, 10.02, _T3)),
+    _Variant(
+        "resnet18",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "basic", "depths": _BASIC_18},
+        "18-layer ResNet of Table 1 (basic blocks)",
+        "resnet_imagenet",
+        _top(27.88, None, "Table 2, 10-crop, ImageNet val (option A shortcuts)"),
+        "resnet18",
+    ),
+    _Variant(
+        "resnet34",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "basic", "depths": _STAGES_34},
+        "34-layer ResNet of Table 1 (basic blocks)",
+        "resnet_imagenet",
+        _top(24.52, 7.46, _T3 + " (ResNet-34 B)"),
+        "resnet34",
+    ),
+    _Variant(
+        "resnet50",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34},
+        "50-layer bottleneck ResNet of Table 1",
+        "resnet_imagenet",
+        _top(22.85, 6.71, _T3),
+        "resnet50",
+    ),
+    _Variant(
+        "resnet101",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101},
+        "101-layer bottleneck ResNet of Table 1",
+        "resnet_imagenet",
+        _top(21.75, 6.05, _T3),
+        "resnet101",
+    ),
+    _Variant(
+        "resnet152",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_152},
+        "152-layer bottleneck ResNet of Table 1",
+        "resnet_imagenet",
+        _top(21.43, 5.71, _T3) + _top(19.38, 4.49, "Table 4, single model, ImageNet val"),
+        "resnet152",
+    ),
+    _Variant(
+        "plain18",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "basic", "depths": _BASIC_18, "shortcut": "none"},
+        "18-layer plain net (Fig. 3 middle: the ResNet-18 stack without shortcuts)",
+        "resnet_imagenet",
+        _top(27.94, None, "Table 2, 10-crop, ImageNet val"),
+    ),
+    _Variant(
+        "plain34",
+        "resnet",
+        _RESNET,
+        {**_IMAGENET, "block": "basic", "depths": _STAGES_34, "shortcut": "none"},
+        "34-layer plain net of Fig. 3 (the ResNet-34 stack without shortcuts)",
+        "resnet_imagenet",
+        _top(28.54, 10.02, _T3),
+    ),
     # --- He et al. 2015 §4.2, CIFAR-10: 6n + 2 layers, option A --------------------------
-    _Variant("resnet20", "resnet", _RESNET, _cifar(3), "CIFAR ResNet-20 (§4.2, n = 3)", "resnet_cifar",
-             (_err("CIFAR-10", 8.75, _T6),)),
-    _Variant("resnet32", "resnet", _RESNET, _cifar(5), "CIFAR ResNet-32 (§4.2, n = 5)", "resnet_cifar",
-             (_err("CIFAR-10", 7.51, _T6),)),
-    _Variant("resnet44", "resnet", _RESNET, _cifar(7), "CIFAR ResNet-44 (§4.2, n = 7)", "resnet_cifar",
-             (_err("CIFAR-10", 7.17, _T6),)),
-    _Variant("resnet56", "resnet", _RESNET, _cifar(9), "CIFAR ResNet-56 (§4.2, n = 9)", "resnet_cifar",
-             (_err("CIFAR-10", 6.97, _T6),)),
-    _Variant("resnet110", "resnet", _RESNET, _cifar(18), "CIFAR ResNet-110 (§4.2, n = 18)", "resnet110_cifar",
-             (_err("CIFAR-10", 6.43, _T6 + ", best of 5 runs (mean 6.61 ± 0.16)"),)),
-    _Variant("resnet1202", "resnet", _RESNET, _cifar(200), "CIFAR ResNet-1202 (§4.2, n = 200)", "resnet110_cifar",
-             (_err("CIFAR-10", 7.93, _T6),)),
+    _Variant(
+        "resnet20",
+        "resnet",
+        _RESNET,
+        _cifar(3),
+        "CIFAR ResNet-20 (§4.2, n = 3)",
+        "resnet_cifar",
+        (_err("CIFAR-10", 8.75, _T6),),
+    ),
+    _Variant(
+        "resnet32",
+        "resnet",
+        _RESNET,
+        _cifar(5),
+        "CIFAR ResNet-32 (§4.2, n = 5)",
+        "resnet_cifar",
+        (_err("CIFAR-10", 7.51, _T6),),
+    ),
+    _Variant(
+        "resnet44",
+        "resnet",
+        _RESNET,
+        _cifar(7),
+        "CIFAR ResNet-44 (§4.2, n = 7)",
+        "resnet_cifar",
+        (_err("CIFAR-10", 7.17, _T6),),
+    ),
+    _Variant(
+        "resnet56",
+        "resnet",
+        _RESNET,
+        _cifar(9),
+        "CIFAR ResNet-56 (§4.2, n = 9)",
+        "resnet_cifar",
+        (_err("CIFAR-10", 6.97, _T6),),
+    ),
+    _Variant(
+        "resnet110",
+        "resnet",
+        _RESNET,
+        _cifar(18),
+        "CIFAR ResNet-110 (§4.2, n = 18)",
+        "resnet110_cifar",
+        (_err("CIFAR-10", 6.43, _T6 + ", best of 5 runs (mean 6.61 ± 0.16)"),),
+    ),
+    _Variant(
+        "resnet1202",
+        "resnet",
+        _RESNET,
+        _cifar(200),
+        "CIFAR ResNet-1202 (§4.2, n = 200)",
+        "resnet110_cifar",
+        (_err("CIFAR-10", 7.93, _T6),),
+    ),
     _Variant("plain20", "resnet", _RESNET, _cifar(3, shortcut="none"), "CIFAR plain-20 (Fig. 6 left)", "resnet_cifar"),
     _Variant("plain32", "resnet", _RESNET, _cifar(5, shortcut="none"), "CIFAR plain-32 (Fig. 6 left)", "resnet_cifar"),
     _Variant("plain44", "resnet", _RESNET, _cifar(7, shortcut="none"), "CIFAR plain-44 (Fig. 6 left)", "resnet_cifar"),
     _Variant("plain56", "resnet", _RESNET, _cifar(9, shortcut="none"), "CIFAR plain-56 (Fig. 6 left)", "resnet_cifar"),
-    _Variant("plain110", "resnet", _RESNET, _cifar(18, shortcut="none"),
-             "CIFAR plain-110 (Fig. 6 right: fails to converge in the paper)", "resnet110_cifar"),
+    _Variant(
+        "plain110",
+        "resnet",
+        _RESNET,
+        _cifar(18, shortcut="none"),
+        "CIFAR plain-110 (Fig. 6 right: fails to converge in the paper)",
+        "resnet110_cifar",
+    ),
     # --- He et al. 2016, pre-activation ---------------------------------------------------
     *(
-        _Variant(f"preact_resnet{depth}", "preact_resnet", _PREACT,
-                 {**_IMAGENET, "block": block, "depths": depths, "preact": True},
-                 f"pre-activation ResNet-{depth} for ImageNet (Table 1 stages, BN-ReLU-conv blocks)",
-                 "resnet_imagenet",
-                 _top(21.1, 5.5, "Table 5, single 320×320 crop, ImageNet val") if depth == 152 else ())
+        _Variant(
+            f"preact_resnet{depth}",
+            "preact_resnet",
+            _PREACT,
+            {**_IMAGENET, "block": block, "depths": depths, "preact": True},
+            f"pre-activation ResNet-{depth} for ImageNet (Table 1 stages, BN-ReLU-conv blocks)",
+            "resnet_imagenet",
+            _top(21.1, 5.5, "Table 5, single 320×320 crop, ImageNet val") if depth == 152 else (),
+        )
         for depth, block, depths in (
-            (18, "basic", _BASIC_18), (34, "basic", _STAGES_34), (50, "bottleneck", _STAGES_34),
-            (101, "bottleneck", _STAGES_101), (152, "bottleneck", _STAGES_152),
+            (18, "basic", _BASIC_18),
+            (34, "basic", _STAGES_34),
+            (50, "bottleneck", _STAGES_34),
+            (101, "bottleneck", _STAGES_101),
+            (152, "bottleneck", _STAGES_152),
         )
     ),
-    _Variant("preact_resnet110", "preact_resnet", _PREACT, _cifar(18, preact=True),
-             "pre-activation CIFAR ResNet-110 (basic blocks, option A)", "preact_cifar",
-             (_err("CIFAR-10", 6.37, _PRE3),)),
-    _Variant("preact_resnet164", "preact_resnet", _PREACT,
-             {**_CIFAR, "block": "bottleneck", "depths": (18, 18, 18), "preact": True, "shortcut": "B"},
-             "pre-activation CIFAR ResNet-164 (bottleneck, 16/32/64 ×4 out)", "preact_cifar",
-             (_err("CIFAR-10", 5.46, _PRE3), _err("CIFAR-100", 24.33, _PRE3))),
-    _Variant("preact_resnet1001", "preact_resnet", _PREACT,
-             {**_CIFAR, "block": "bottleneck", "depths": (111, 111, 111), "preact": True, "shortcut": "B"},
-             "pre-activation CIFAR ResNet-1001 (bottleneck, 16/32/64 ×4 out)", "preact_cifar",
-             (_err("CIFAR-10", 4.92, _PRE3), _err("CIFAR-100", 22.71, _PRE3))),
+    _Variant(
+        "preact_resnet110",
+        "preact_resnet",
+        _PREACT,
+        _cifar(18, preact=True),
+        "pre-activation CIFAR ResNet-110 (basic blocks, option A)",
+        "preact_cifar",
+        (_err("CIFAR-10", 6.37, _PRE3),),
+    ),
+    _Variant(
+        "preact_resnet164",
+        "preact_resnet",
+        _PREACT,
+        {**_CIFAR, "block": "bottleneck", "depths": (18, 18, 18), "preact": True, "shortcut": "B"},
+        "pre-activation CIFAR ResNet-164 (bottleneck, 16/32/64 ×4 out)",
+        "preact_cifar",
+        (_err("CIFAR-10", 5.46, _PRE3), _err("CIFAR-100", 24.33, _PRE3)),
+    ),
+    _Variant(
+        "preact_resnet1001",
+        "preact_resnet",
+        _PREACT,
+        {**_CIFAR, "block": "bottleneck", "depths": (111, 111, 111), "preact": True, "shortcut": "B"},
+        "pre-activation CIFAR ResNet-1001 (bottleneck, 16/32/64 ×4 out)",
+        "preact_cifar",
+        (_err("CIFAR-10", 4.92, _PRE3), _err("CIFAR-100", 22.71, _PRE3)),
+    ),
     # --- Zagoruyko & Komodakis 2016 ---------------------------------------------------------
-    _Variant("wrn16_8", "wide_resnet", _WRN, _wrn(16, 8), "WRN-16-8 (CIFAR, pre-act B(3,3))", "wrn_cifar",
-             (_err("CIFAR-10", 4.27, _WRN5), _err("CIFAR-100", 20.43, _WRN5))),
-    _Variant("wrn28_10", "wide_resnet", _WRN, _wrn(28, 10), "WRN-28-10 (CIFAR, pre-act B(3,3))", "wrn_cifar",
-             (_err("CIFAR-10", 4.00, _WRN5), _err("CIFAR-100", 19.25, _WRN5))),
-    _Variant("wrn40_4", "wide_resnet", _WRN, _wrn(40, 4), "WRN-40-4 (CIFAR, pre-act B(3,3))", "wrn_cifar",
-             (_err("CIFAR-10", 4.53, _WRN5), _err("CIFAR-100", 21.18, _WRN5))),
-    _Variant("wide_resnet50_2", "wide_resnet", _WRN,
-             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "width_per_group": 128},
-             "WRN-50-2-bottleneck (ImageNet, bottleneck twice as wide)", "resnet_imagenet",
-             _top(21.9, 6.03, "Table 8, single crop, ImageNet val"), "wide_resnet50_2"),
-    _Variant("wide_resnet101_2", "wide_resnet", _WRN,
-             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "width_per_group": 128},
-             "WRN-101-2-bottleneck (ImageNet, torchvision's wide_resnet101_2)", "resnet_imagenet",
-             (), "wide_resnet101_2"),
+    _Variant(
+        "wrn16_8",
+        "wide_resnet",
+        _WRN,
+        _wrn(16, 8),
+        "WRN-16-8 (CIFAR, pre-act B(3,3))",
+        "wrn_cifar",
+        (_err("CIFAR-10", 4.27, _WRN5), _err("CIFAR-100", 20.43, _WRN5)),
+    ),
+    _Variant(
+        "wrn28_10",
+        "wide_resnet",
+        _WRN,
+        _wrn(28, 10),
+        "WRN-28-10 (CIFAR, pre-act B(3,3))",
+        "wrn_cifar",
+        (_err("CIFAR-10", 4.00, _WRN5), _err("CIFAR-100", 19.25, _WRN5)),
+    ),
+    _Variant(
+        "wrn40_4",
+        "wide_resnet",
+        _WRN,
+        _wrn(40, 4),
+        "WRN-40-4 (CIFAR, pre-act B(3,3))",
+        "wrn_cifar",
+        (_err("CIFAR-10", 4.53, _WRN5), _err("CIFAR-100", 21.18, _WRN5)),
+    ),
+    _Variant(
+        "wide_resnet50_2",
+        "wide_resnet",
+        _WRN,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "width_per_group": 128},
+        "WRN-50-2-bottleneck (ImageNet, bottleneck twice as wide)",
+        "resnet_imagenet",
+        _top(21.9, 6.03, "Table 8, single crop, ImageNet val"),
+        "wide_resnet50_2",
+    ),
+    _Variant(
+        "wide_resnet101_2",
+        "wide_resnet",
+        _WRN,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "width_per_group": 128},
+        "WRN-101-2-bottleneck (ImageNet, torchvision's wide_resnet101_2)",
+        "resnet_imagenet",
+        (),
+        "wide_resnet101_2",
+    ),
     # --- Xie et al. 2017 ------------------------------------------------------------------
-    _Variant("resnext50_32x4d", "resnext", _RESNEXT,
-             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "groups": 32, "width_per_group": 4},
-             "ResNeXt-50 (32×4d), Table 1", "resnet_imagenet",
-             _top(22.2, None, "Table 3, single 224 crop, ImageNet val"), "resnext50_32x4d"),
-    _Variant("resnext101_32x8d", "resnext", _RESNEXT,
-             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 32, "width_per_group": 8},
-             "ResNeXt-101 (32×8d), torchvision's configuration", "resnet_imagenet", (), "resnext101_32x8d"),
-    _Variant("resnext101_64x4d", "resnext", _RESNEXT,
-             {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 64, "width_per_group": 4},
-             "ResNeXt-101 (64×4d), 2× complexity", "resnet_imagenet",
-             _top(20.4, 5.3, "Table 4, single 224 crop, ImageNet val"), "resnext101_64x4d"),
-    _Variant("resnext29_8x64d", "resnext", _RESNEXT, _resnext29(8), "ResNeXt-29 (8×64d), CIFAR (Table 7)",
-             "resnext_cifar", (_err("CIFAR-10", 3.65, "Table 7"), _err("CIFAR-100", 17.77, "Table 7"))),
-    _Variant("resnext29_16x64d", "resnext", _RESNEXT, _resnext29(16), "ResNeXt-29 (16×64d), CIFAR (Table 7)",
-             "resnext_cifar", (_err("CIFAR-10", 3.58, "Table 7"), _err("CIFAR-100", 17.31, "Table 7"))),
+    _Variant(
+        "resnext50_32x4d",
+        "resnext",
+        _RESNEXT,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "groups": 32, "width_per_group": 4},
+        "ResNeXt-50 (32×4d), Table 1",
+        "resnet_imagenet",
+        _top(22.2, None, "Table 3, single 224 crop, ImageNet val"),
+        "resnext50_32x4d",
+    ),
+    _Variant(
+        "resnext101_32x8d",
+        "resnext",
+        _RESNEXT,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 32, "width_per_group": 8},
+        "ResNeXt-101 (32×8d), torchvision's configuration",
+        "resnet_imagenet",
+        (),
+        "resnext101_32x8d",
+    ),
+    _Variant(
+        "resnext101_64x4d",
+        "resnext",
+        _RESNEXT,
+        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 64, "width_per_group": 4},
+        "ResNeXt-101 (64×4d), 2× complexity",
+        "resnet_imagenet",
+        _top(20.4, 5.3, "Table 4, single 224 crop, ImageNet val"),
+        "resnext101_64x4d",
+    ),
+    _Variant(
+        "resnext29_8x64d",
+        "resnext",
+        _RESNEXT,
+        _resnext29(8),
+        "ResNeXt-29 (8×64d), CIFAR (Table 7)",
+        "resnext_cifar",
+        (_err("CIFAR-10", 3.65, "Table 7"), _err("CIFAR-100", 17.77, "Table 7")),
+    ),
+    _Variant(
+        "resnext29_16x64d",
+        "resnext",
+        _RESNEXT,
+        _resnext29(16),
+        "ResNeXt-29 (16×64d), CIFAR (Table 7)",
+        "resnext_cifar",
+        (_err("CIFAR-10", 3.58, "Table 7"), _err("CIFAR-100", 17.31, "Table 7")),
+    ),
     # --- Huang et al. 2016 ------------------------------------------------------------------
-    _Variant("resnet110_sd", "stochastic_depth", _SD, _cifar(18, drop_path_rate=0.5),
-             "CIFAR ResNet-110 with stochastic depth, linear decay to p_L = 0.5", "stochastic_depth_cifar",
-             (_err("CIFAR-10", 5.23, "Table 1, CIFAR-10+"), _err("CIFAR-100", 24.58, "Table 1, CIFAR-100+"))),
+    _Variant(
+        "resnet110_sd",
+        "stochastic_depth",
+        _SD,
+        _cifar(18, drop_path_rate=0.5),
+        "CIFAR ResNet-110 with stochastic depth, linear decay to p_L = 0.5",
+        "stochastic_depth_cifar",
+        (_err("CIFAR-10", 5.23, "Table 1, CIFAR-10+"), _err("CIFAR-100", 24.58, "Table 1, CIFAR-100+")),
+    ),
 )
 
 

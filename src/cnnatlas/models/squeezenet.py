@@ -67,12 +67,40 @@ class Fire(nn.Module):
 # macroarchitecture after it: "pool" = 3×3/2 max pool, (s1x1, e1x1=e3x3) = a Fire module.
 # Fire modules are numbered from 2 (conv1 is layer 1); a pool is named after the layer before it.
 _ARCH: dict[str, dict[str, Any]] = {
-    "1_0": dict(conv1=(96, 7), min_side=21,  # torchvision 0.29 weights metadata: min_size (21, 21)
-                layout=("pool", (16, 64), (16, 64), (32, 128), "pool", (32, 128), (48, 192), (48, 192),
-                        (64, 256), "pool", (64, 256))),
-    "1_1": dict(conv1=(64, 3), min_side=17,  # torchvision 0.29 weights metadata: min_size (17, 17)
-                layout=("pool", (16, 64), (16, 64), "pool", (32, 128), (32, 128), "pool", (48, 192),
-                        (48, 192), (64, 256), (64, 256))),
+    "1_0": dict(
+        conv1=(96, 7),
+        min_side=21,  # torchvision 0.29 weights metadata: min_size (21, 21)
+        layout=(
+            "pool",
+            (16, 64),
+            (16, 64),
+            (32, 128),
+            "pool",
+            (32, 128),
+            (48, 192),
+            (48, 192),
+            (64, 256),
+            "pool",
+            (64, 256),
+        ),
+    ),
+    "1_1": dict(
+        conv1=(64, 3),
+        min_side=17,  # torchvision 0.29 weights metadata: min_size (17, 17)
+        layout=(
+            "pool",
+            (16, 64),
+            (16, 64),
+            "pool",
+            (32, 128),
+            (32, 128),
+            "pool",
+            (48, 192),
+            (48, 192),
+            (64, 256),
+            (64, 256),
+        ),
+    ),
 }
 
 
@@ -91,8 +119,10 @@ class SqueezeNet(AtlasModel):
         conv1_out, conv1_kernel = arch["conv1"]
         self.version = version
         self.min_input_size = arch["min_side"]
-        layers: list[nn.Module] = [nn.Conv2d(in_chans, conv1_out, kernel_size=conv1_kernel, stride=2),
-                                   nn.ReLU(inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_chans, conv1_out, kernel_size=conv1_kernel, stride=2),
+            nn.ReLU(inplace=True),
+        ]
         self._paper_names = {"features.0": "conv1", "features.1": "relu_conv1"}
         channels, layer_number = conv1_out, 1
         for item in arch["layout"]:
@@ -116,10 +146,12 @@ class SqueezeNet(AtlasModel):
         self.features = nn.Sequential(*layers)
         self.num_features = channels
         final_conv = nn.Conv2d(channels, num_classes, kernel_size=1)
-        self.classifier = nn.Sequential(nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True),
-                                        nn.AdaptiveAvgPool2d((1, 1)))
-        self._paper_names.update({"classifier.0": "drop9", "classifier.1": "conv10",
-                                  "classifier.2": "relu_conv10", "classifier.3": "pool10"})
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1))
+        )
+        self._paper_names.update(
+            {"classifier.0": "drop9", "classifier.1": "conv10", "classifier.2": "relu_conv10", "classifier.3": "pool10"}
+        )
 
         # torchvision's initialisation: Kaiming-uniform, the class-score convolution N(0, 0.01).
         for m in self.modules():
@@ -170,22 +202,38 @@ _PAPER = Paper(
 
 
 def _accuracy(top1: float, top5: float, source: str) -> tuple[PublishedResult, ...]:
-    return (PublishedResult("ImageNet-1k", "top-1 accuracy", top1, source),
-            PublishedResult("ImageNet-1k", "top-5 accuracy", top5, source))
+    return (
+        PublishedResult("ImageNet-1k", "top-1 accuracy", top1, source),
+        PublishedResult("ImageNet-1k", "top-5 accuracy", top5, source),
+    )
 
 
 # name: (builder kwargs, torchvision name, description, published results)
 _VARIANTS: dict[str, tuple[dict[str, Any], str | None, str, tuple[PublishedResult, ...]]] = {
-    "squeezenet1_0": (dict(version="1_0"), "squeezenet1_0", "SqueezeNet v1.0 (Table 1, Fig. 2 left)",
-                      _accuracy(57.5, 80.3, "Table 3, vanilla SqueezeNet (also Table 2)")),
-    "squeezenet1_1": (dict(version="1_1"), "squeezenet1_1",
-                      "SqueezeNet v1.1 (released with the paper's code: 2.4x fewer mult-adds)", ()),
-    "squeezenet1_0_bypass": (dict(version="1_0", bypass="simple"), None,
-                             "SqueezeNet v1.0 with simple bypass around fire3/5/7/9 (Fig. 2 middle)",
-                             _accuracy(60.4, 82.5, "Table 3, SqueezeNet + simple bypass")),
-    "squeezenet1_0_complex_bypass": (dict(version="1_0", bypass="complex"), None,
-                                     "SqueezeNet v1.0 with simple + 1×1-conv bypasses (Fig. 2 right)",
-                                     _accuracy(58.8, 82.0, "Table 3, SqueezeNet + complex bypass")),
+    "squeezenet1_0": (
+        dict(version="1_0"),
+        "squeezenet1_0",
+        "SqueezeNet v1.0 (Table 1, Fig. 2 left)",
+        _accuracy(57.5, 80.3, "Table 3, vanilla SqueezeNet (also Table 2)"),
+    ),
+    "squeezenet1_1": (
+        dict(version="1_1"),
+        "squeezenet1_1",
+        "SqueezeNet v1.1 (released with the paper's code: 2.4x fewer mult-adds)",
+        (),
+    ),
+    "squeezenet1_0_bypass": (
+        dict(version="1_0", bypass="simple"),
+        None,
+        "SqueezeNet v1.0 with simple bypass around fire3/5/7/9 (Fig. 2 middle)",
+        _accuracy(60.4, 82.5, "Table 3, SqueezeNet + simple bypass"),
+    ),
+    "squeezenet1_0_complex_bypass": (
+        dict(version="1_0", bypass="complex"),
+        None,
+        "SqueezeNet v1.0 with simple + 1×1-conv bypasses (Fig. 2 right)",
+        _accuracy(58.8, 82.0, "Table 3, SqueezeNet + complex bypass"),
+    ),
 }
 
 for _name, (_kwargs, _tv, _description, _results) in _VARIANTS.items():

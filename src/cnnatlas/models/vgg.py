@@ -30,11 +30,9 @@ VGG_CONFIGS: dict[str, list[ConfigEntry]] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "A-LRN": [64, "LRN", "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "C": [64, 64, "M", 128, 128, "M", 256, 256, (256, 1), "M", 512, 512, (512, 1), "M",
-          512, 512, (512, 1), "M"],
+    "C": [64, 64, "M", 128, 128, "M", 256, 256, (256, 1), "M", 512, 512, (512, 1), "M", 512, 512, (512, 1), "M"],
     "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-          512, 512, 512, 512, "M"],
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
 
 
@@ -148,12 +146,8 @@ class VGG(AtlasModel):
 
 
 # -- builder -----------------------------------------------------------------------------------
-def _build(
-    *, num_classes: int, in_chans: int, config: str, batch_norm: bool = False, dropout: float = 0.5
-) -> VGG:
-    return VGG(
-        VGG_CONFIGS[config], num_classes=num_classes, in_chans=in_chans, batch_norm=batch_norm, dropout=dropout
-    )
+def _build(*, num_classes: int, in_chans: int, config: str, batch_norm: bool = False, dropout: float = 0.5) -> VGG:
+    return VGG(VGG_CONFIGS[config], num_classes=num_classes, in_chans=in_chans, batch_norm=batch_norm, dropout=dropout)
 
 
 # -- registered variants -----------------------------------------------------------------------
@@ -178,24 +172,60 @@ T3 = "Table 3 (single test scale)"
 T4 = "Table 4 (multi-scale test)"
 # (name, Table 1 configuration, batch norm, torchvision name, description, published results)
 VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...]]] = [
-    ("vgg11", "A", False, "vgg11", "VGG configuration A: 11 weight layers (8 conv + 3 FC)",
-     _errors(T3, "train S=256, test Q=256", 29.6, 10.4)),
-    ("vgg11_lrn", "A-LRN", False, None, "VGG configuration A-LRN: A with LRN after conv1_1 (§2.3)",
-     _errors(T3, "train S=256, test Q=256", 29.7, 10.5)),
-    ("vgg13", "B", False, "vgg13", "VGG configuration B: 13 weight layers",
-     _errors(T3, "train S=256, test Q=256", 28.7, 9.9)),
-    ("vgg16_c", "C", False, None, "VGG configuration C: 16 weight layers, 1×1 conv last in stages 3–5",
-     _errors(T3, "train S=256, test Q=256", 28.1, 9.4)
-     + _errors(T3, "train S∈[256;512], test Q=384", 27.3, 8.8)
-     + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 26.3, 8.2)),
-    ("vgg16", "D", False, "vgg16", "VGG configuration D (VGG-16): 13 conv 3×3 + 3 FC",
-     _errors(T3, "train S=256, test Q=256", 27.0, 8.8)
-     + _errors(T3, "train S∈[256;512], test Q=384", 25.6, 8.1)
-     + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5)),
-    ("vgg19", "E", False, "vgg19", "VGG configuration E (VGG-19): 16 conv 3×3 + 3 FC",
-     _errors(T3, "train S=256, test Q=256", 27.3, 9.0)
-     + _errors(T3, "train S∈[256;512], test Q=384", 25.5, 8.0)
-     + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5)),
+    (
+        "vgg11",
+        "A",
+        False,
+        "vgg11",
+        "VGG configuration A: 11 weight layers (8 conv + 3 FC)",
+        _errors(T3, "train S=256, test Q=256", 29.6, 10.4),
+    ),
+    (
+        "vgg11_lrn",
+        "A-LRN",
+        False,
+        None,
+        "VGG configuration A-LRN: A with LRN after conv1_1 (§2.3)",
+        _errors(T3, "train S=256, test Q=256", 29.7, 10.5),
+    ),
+    (
+        "vgg13",
+        "B",
+        False,
+        "vgg13",
+        "VGG configuration B: 13 weight layers",
+        _errors(T3, "train S=256, test Q=256", 28.7, 9.9),
+    ),
+    (
+        "vgg16_c",
+        "C",
+        False,
+        None,
+        "VGG configuration C: 16 weight layers, 1×1 conv last in stages 3–5",
+        _errors(T3, "train S=256, test Q=256", 28.1, 9.4)
+        + _errors(T3, "train S∈[256;512], test Q=384", 27.3, 8.8)
+        + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 26.3, 8.2),
+    ),
+    (
+        "vgg16",
+        "D",
+        False,
+        "vgg16",
+        "VGG configuration D (VGG-16): 13 conv 3×3 + 3 FC",
+        _errors(T3, "train S=256, test Q=256", 27.0, 8.8)
+        + _errors(T3, "train S∈[256;512], test Q=384", 25.6, 8.1)
+        + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5),
+    ),
+    (
+        "vgg19",
+        "E",
+        False,
+        "vgg19",
+        "VGG configuration E (VGG-19): 16 conv 3×3 + 3 FC",
+        _errors(T3, "train S=256, test Q=256", 27.3, 9.0)
+        + _errors(T3, "train S∈[256;512], test Q=384", 25.5, 8.0)
+        + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5),
+    ),
     # Batch normalisation (Ioffe & Szegedy 2015) postdates the paper: these are torchvision's
     # variants, with no published VGG-paper results.
     ("vgg11_bn", "A", True, "vgg11_bn", "VGG-11 (A) with batch norm after every conv (torchvision)", ()),

@@ -48,9 +48,7 @@ class ZFNet(AtlasModel):
     min_input_size = 207
     max_input_size = 238
 
-    def __init__(
-        self, *, num_classes: int, in_chans: int, widths: tuple[int, int, int], dropout: float = 0.5
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_chans: int, widths: tuple[int, int, int], dropout: float = 0.5) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans)
         c3, c4, c5 = widths
         self.conv1 = nn.Conv2d(in_chans, 96, kernel_size=7, stride=2, padding=1)
@@ -142,9 +140,15 @@ _VARIANTS: tuple[dict[str, Any], ...] = (
         description="ZFNet with 512/1024/512 filters in conv3–5 (Table 2, model (b))",
         widths=(512, 1024, 512),
         results=(
-            PublishedResult("ImageNet-1k", "top-1 error", 37.5, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, val"),
-            PublishedResult("ImageNet-1k", "top-5 error", 16.0, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, val"),
-            PublishedResult("ImageNet-1k", "top-5 error", 16.1, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, test"),
+            PublishedResult(
+                "ImageNet-1k", "top-1 error", 37.5, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, val"
+            ),
+            PublishedResult(
+                "ImageNet-1k", "top-5 error", 16.0, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, val"
+            ),
+            PublishedResult(
+                "ImageNet-1k", "top-5 error", 16.1, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, test"
+            ),
         ),
     ),
 )

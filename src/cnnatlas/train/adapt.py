@@ -104,7 +104,12 @@ class InputAdapter:
         std = tuple(float(v) for v in _per_channel(getattr(dataset, "std", None), in_chans, 0.5))
         steps.append("normalise with the training split's mean/std " + _fmt(mean, std))
         return cls(
-            in_chans=in_chans, out_chans=out_chans, mean=mean, std=std, pad=pad, resize=resize,
+            in_chans=in_chans,
+            out_chans=out_chans,
+            mean=mean,
+            std=std,
+            pad=pad,
+            resize=resize,
             rule="; ".join(steps),
         )
 
@@ -113,9 +118,7 @@ class InputAdapter:
         if batch.dim() != 4:
             raise InputError(f"input adapter needs an N×C×H×W batch, got shape {tuple(batch.shape)}")
         if batch.shape[1] != self.in_chans:
-            raise InputError(
-                f"input adapter expects {self.in_chans}-channel images, got {batch.shape[1]} channels"
-            )
+            raise InputError(f"input adapter expects {self.in_chans}-channel images, got {batch.shape[1]} channels")
         x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
         if self.pad:
             x = F.pad(x, (self.pad,) * 4)

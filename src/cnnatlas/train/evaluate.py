@@ -216,7 +216,9 @@ def load_image(path: str | os.PathLike[str], chans: int, size: tuple[int, int]) 
     rgb = decode_image(str(path))
     if chans == 1:
         luma = torch.tensor([299, 587, 114], dtype=torch.int32).view(3, 1, 1)
-        image = ((rgb.to(torch.int32) * luma).sum(0, keepdim=True) + 500).div(1000, rounding_mode="floor").to(torch.uint8)
+        image = (
+            ((rgb.to(torch.int32) * luma).sum(0, keepdim=True) + 500).div(1000, rounding_mode="floor").to(torch.uint8)
+        )
     elif chans == 3:
         image = rgb
     else:
@@ -422,7 +424,7 @@ def _center_crop(x: Tensor, side: int) -> Tensor:
 def _five_crops(x: Tensor, side: int) -> list[Tensor]:
     height, width = x.shape[-2:]
     corners = [(0, 0), (0, width - side), (height - side, 0), (height - side, width - side)]
-    return [x[..., t : t + side, l : l + side] for t, l in corners] + [_center_crop(x, side)]
+    return [x[..., top : top + side, left : left + side] for top, left in corners] + [_center_crop(x, side)]
 
 
 def _resize_shorter(x: Tensor, side: int) -> Tensor:

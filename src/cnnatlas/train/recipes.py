@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from cnnatlas.data.augment import TRAIN_AUGMENTS
@@ -93,7 +93,11 @@ class Recipe:
             bad(f"test_protocol must be one of {', '.join(TEST_PROTOCOLS)}, got {self.test_protocol!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             bad(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not (isinstance(self.logit_temperature, (int, float)) and math.isfinite(self.logit_temperature) and self.logit_temperature > 0):
+        if not (
+            isinstance(self.logit_temperature, (int, float))
+            and math.isfinite(self.logit_temperature)
+            and self.logit_temperature > 0
+        ):
             bad(f"logit_temperature must be a positive number, got {self.logit_temperature!r}")
         if not 0 <= self.label_smoothing < 1:
             bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
@@ -211,148 +215,360 @@ _CIFAR = dict(dataset="cifar10", augment="pad_crop_flip", batch_size=128)
 # (the Euclidean RBF output gives rare huge gradients; without clipping any lr above ~0.005
 # diverges, and 0.005 is too slow to fit in a minute) — see docs/benchmarks.md for the
 # measurements behind these numbers (other lr, batch, weight decay and epoch counts were tried).
-register_recipe(Recipe(
-    name="lenet5", source="LeCun et al. 1998 §II–III (adapted to the 8k-digit sample, see notes)",
-    dataset="mnist-sample", optimizer="nesterov", lr=0.04, momentum=0.9, weight_decay=5e-4,
-    batch_size=64, epochs=25, schedule="cosine", augment="lecun_affine", grad_clip=1.0, logit_temperature=8.0,
-    notes="Paper: SDLM, 20 epochs on 60k digits, lr 5e-4→1e-5 (App. C), affine distortions (§III.C.4). "
-          "Ours: tuned for the 1k sample test digits within a minute on 2 CPU cores "
-          "(98.3-98.7%, mean 98.47% over 10 seeds, in ~47 s measured; docs/benchmarks.md). "
-          "logit_temperature 8: CE on the RBF penalties / 8, so the softmax does not saturate "
-          "(docs/models/lenet.md).",
-))
-register_recipe(Recipe(
-    name="alexnet2012", source="Krizhevsky et al. 2012 §5 (details of learning), §4.1 (augmentation)",
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=90,
-    schedule="plateau", gamma=0.1, plateau_max_decays=3, dropout=0.5, augment="alexnet",
-    test_protocol="10crop", **_IMAGENET,
-    notes="§5: lr ÷10 when the validation error stopped improving, 3 times, ~90 cycles through 1.2M images.",
-))
-register_recipe(Recipe(
-    name="zfnet", source="Zeiler & Fergus 2013 §3 (training details)",
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=70,
-    schedule="plateau", gamma=0.1, dropout=0.5, augment="alexnet", test_protocol="10crop", **_IMAGENET,
-    notes="§3: mini-batch 128, lr 1e-2 annealed manually, momentum 0.9, dropout 0.5, 70 epochs, 224 crops "
-          "+ flips of 256 images; weight decay not stated (AlexNet's 5e-4 used); filter RMS renormalisation "
-          "not applied.",
-))
-register_recipe(Recipe(
-    name="vgg", source="Simonyan & Zisserman 2014 §3.1 (training), §3.2 (testing)",
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=256, epochs=74,
-    schedule="plateau", gamma=0.1, plateau_max_decays=3, dropout=0.5, augment="vgg_scale_jitter",
-    test_protocol="multiscale", **_IMAGENET,
-    notes="§3.1: lr ÷10 when validation accuracy stopped improving (3 times), stopped after 370K iterations "
-          "(74 epochs); scale jittering S∈[256,512].",
-))
-register_recipe(Recipe(
-    name="nin_imagenet", source="Lin et al. 2013 §4.1 (follows Krizhevsky et al. 2012)",
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=90,
-    schedule="plateau", gamma=0.1, augment="alexnet", test_protocol="10crop", **_IMAGENET,
-    notes="§4.1: 'the overall training procedure follows Krizhevsky et al.': mini-batch 128, lr ÷10 when "
-          "accuracy stops improving; initial lr and decay from AlexNet §5.",
-))
-register_recipe(Recipe(
-    name="nin_cifar", source="Lin et al. 2013 §4.1–4.2 (CIFAR-10 with translation + flip augmentation)",
-    optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, epochs=120,
-    schedule="plateau", gamma=0.1, plateau_max_decays=2, dropout=0.5, **_CIFAR,
-    notes="§4.1: lr ÷10 when training accuracy stops improving, done twice; dropout between mlpconv layers. "
-          "The paper's lr/weight decay live in its Caffe files (base_lr 0.1, wd 1e-4); ZCA whitening not applied.",
-))
-register_recipe(Recipe(
-    name="googlenet", source="Szegedy et al. 2014 §6 (training methodology), §5 (auxiliary loss weight 0.3)",
-    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=2e-4, batch_size=128, epochs=250,
-    schedule="exponential", gamma=0.96, decay_every_epochs=8, augment="inception_crop",
-    test_protocol="10crop", **_IMAGENET,
-    notes="§6: momentum 0.9, lr decreased 4% every 8 epochs, Polyak averaging (not applied); initial lr, batch "
-          "and weight decay are not stated (values of the BVLC GoogLeNet solver). The paper's test protocol "
-          "is 144 crops; 10-crop is the nearest we implement.",
-))
-register_recipe(Recipe(
-    name="resnet_imagenet", source="He et al. 2015 §3.4 (implementation)",
-    optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256, epochs=120,
-    schedule="plateau", gamma=0.1, plateau_max_decays=3, augment="resnet_scale", test_protocol="10crop",
-    **_IMAGENET,
-    notes="§3.4: lr 0.1 ÷10 when the error plateaus, up to 60e4 iterations (~120 epochs at batch 256), "
-          "no dropout, shorter side ∈ [256, 480], 10-crop testing.",
-))
-_RESNET_CIFAR = dict(
-    optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, iterations=64_000, epochs=164,
-    schedule="multistep", milestones=(32_000, 48_000), milestone_unit="iteration", gamma=0.1, **_CIFAR,
+register_recipe(
+    Recipe(
+        name="lenet5",
+        source="LeCun et al. 1998 §II–III (adapted to the 8k-digit sample, see notes)",
+        dataset="mnist-sample",
+        optimizer="nesterov",
+        lr=0.04,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=64,
+        epochs=25,
+        schedule="cosine",
+        augment="lecun_affine",
+        grad_clip=1.0,
+        logit_temperature=8.0,
+        notes="Paper: SDLM, 20 epochs on 60k digits, lr 5e-4→1e-5 (App. C), affine distortions (§III.C.4). "
+        "Ours: tuned for the 1k sample test digits within a minute on 2 CPU cores "
+        "(98.3-98.7%, mean 98.47% over 10 seeds, in ~47 s measured; docs/benchmarks.md). "
+        "logit_temperature 8: CE on the RBF penalties / 8, so the softmax does not saturate "
+        "(docs/models/lenet.md).",
+    )
 )
-register_recipe(Recipe(
-    name="resnet_cifar", source="He et al. 2015 §4.2 (CIFAR-10)", **_RESNET_CIFAR,
-    notes="§4.2: batch 128, lr 0.1 ÷10 at 32k and 48k iterations, stop at 64k, wd 1e-4, momentum 0.9, "
-          "4-pixel pad + 32 crop + flip; trained on 45k/5k split in the paper (we use the whole train split).",
-))
-register_recipe(Recipe(
-    name="resnet110_cifar", source="He et al. 2015 §4.2 (ResNet-110 warm-up)", **_RESNET_CIFAR,
-    warmup_lr=0.01, warmup_iterations=400,
-    notes="§4.2: 0.01 'until the training error is below 80% (about 400 iterations)', then 0.1; we switch "
-          "after exactly 400 iterations.",
-))
-register_recipe(Recipe(
-    name="preact_cifar", source="He et al. 2016 (Identity Mappings) §4 and Appendix (CIFAR)", **_RESNET_CIFAR,
-    warmup_lr=0.01, warmup_iterations=400,
-    notes="Appendix: as ResNet CIFAR (lr 0.1 ÷10 at 32k/48k, stop at 64k, batch 128, wd 1e-4) with lr 0.01 "
-          "for the first 400 iterations.",
-))
-register_recipe(Recipe(
-    name="wrn_cifar", source="Zagoruyko & Komodakis 2016 §4 (experimental setup)",
-    optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4, epochs=200,
-    schedule="multistep", milestones=(60, 120, 160), gamma=0.2, **_CIFAR,
-    notes="§4: SGD with Nesterov momentum, dampening 0, batch 128, lr 0.1 ×0.2 at 60/120/160, 200 epochs, "
-          "wd 5e-4; dropout 0.3 inside blocks is a model option (--set dropout=0.3).",
-))
-register_recipe(Recipe(
-    name="resnext_cifar", source="Xie et al. 2017 §5.3 (CIFAR)",
-    optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, epochs=300,
-    schedule="multistep", milestones=(150, 225), gamma=0.1, **_CIFAR,
-    notes="§5.3: batch 128, lr 0.1 ÷10 at 150 and 225 epochs of 300, wd 5e-4, momentum 0.9.",
-))
-register_recipe(Recipe(
-    name="stochastic_depth_cifar", source="Huang et al. 2016 (Deep Networks with Stochastic Depth) §4",
-    optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=1e-4, epochs=500,
-    schedule="multistep", milestones=(250, 375), gamma=0.1, **_CIFAR,
-    notes="§4: 500 epochs, batch 128, lr 0.1 ÷10 after 250 and 375, wd 1e-4, Nesterov momentum 0.9 with "
-          "dampening 0; p_L = 0.5 linear decay is the model's default.",
-))
-register_recipe(Recipe(
-    name="fractalnet_cifar", source="Larsson et al. 2016 §4.1 (training)",
-    optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=0.0, epochs=400,
-    schedule="multistep", milestones=(200, 300, 350, 375), gamma=0.1,
-    dataset="cifar10", augment="pad_crop_flip", batch_size=100,
-    notes="§4.1: SGD momentum 0.9, batch 100, 400 epochs, lr 0.02 ÷10 each time the remaining epochs halve "
-          "(200, 300, 350, 375); drop-path and per-block dropout are model options.",
-))
-register_recipe(Recipe(
-    name="densenet_cifar", source="Huang et al. 2017 §4.2 (training)",
-    optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=1e-4, epochs=300,
-    schedule="multistep", milestones=(150, 225), gamma=0.1,
-    dataset="cifar10", augment="pad_crop_flip", batch_size=64,
-    notes="§4.2: batch 64, 300 epochs, lr 0.1 ÷10 at 50% and 75%, wd 1e-4, Nesterov 0.9 without dampening; "
-          "dropout 0.2 only without augmentation (--set dropout=0.2 --set augment=none).",
-))
-register_recipe(Recipe(
-    name="densenet_imagenet", source="Huang et al. 2017 §4.2 (ImageNet)",
-    optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=256, epochs=90,
-    schedule="multistep", milestones=(30, 60), gamma=0.1, augment="inception_crop", test_protocol="10crop",
-    **_IMAGENET,
-    notes="§4.2: 90 epochs, batch 256, lr 0.1 ÷10 at 30 and 60; augmentation as fb.resnet.torch "
-          "(scale/aspect crops, colour jitter, lighting), single- and 10-crop testing.",
-))
-register_recipe(Recipe(
-    name="squeezenet", source="Iandola et al. 2016 §3.3 + its Caffe solver (SqueezeNet_v1.0/solver.prototxt)",
-    optimizer="sgd", lr=0.04, momentum=0.9, weight_decay=2e-4, batch_size=512, iterations=170_000, epochs=68,
-    schedule="linear", dropout=0.5, augment="alexnet", test_protocol="none", **_IMAGENET,
-    notes="The paper defers its protocol to the Caffe solver: base_lr 0.04 decayed linearly (poly, power 1), "
-          "batch 32×16, 170k iterations, wd 2e-4; dropout 0.5 after fire9 (§3.3).",
-))
-register_recipe(Recipe(
-    name="mobilenet", source="Howard et al. 2017 §4 (training) + Inception-v3 §8 (RMSProp settings)",
-    optimizer="rmsprop", lr=0.045, momentum=0.9, weight_decay=4e-5, batch_size=96, epochs=100,
-    schedule="exponential", gamma=0.94, decay_every_epochs=2, rmsprop_alpha=0.9, rmsprop_eps=1.0,
-    augment="inception_crop", test_protocol="none", **_IMAGENET,
-    notes="§4: RMSprop, asynchronous SGD as Inception-v3, less augmentation, little/no weight decay on "
-          "depthwise filters; lr 0.045 ×0.94 every 2 epochs, decay 0.9, ε 1.0 from Inception-v3 §8; "
-          "batch and weight decay from TF-slim's mobilenet_v1 training.",
-))
+register_recipe(
+    Recipe(
+        name="alexnet2012",
+        source="Krizhevsky et al. 2012 §5 (details of learning), §4.1 (augmentation)",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=128,
+        epochs=90,
+        schedule="plateau",
+        gamma=0.1,
+        plateau_max_decays=3,
+        dropout=0.5,
+        augment="alexnet",
+        test_protocol="10crop",
+        **_IMAGENET,
+        notes="§5: lr ÷10 when the validation error stopped improving, 3 times, ~90 cycles through 1.2M images.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="zfnet",
+        source="Zeiler & Fergus 2013 §3 (training details)",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=128,
+        epochs=70,
+        schedule="plateau",
+        gamma=0.1,
+        dropout=0.5,
+        augment="alexnet",
+        test_protocol="10crop",
+        **_IMAGENET,
+        notes="§3: mini-batch 128, lr 1e-2 annealed manually, momentum 0.9, dropout 0.5, 70 epochs, 224 crops "
+        "+ flips of 256 images; weight decay not stated (AlexNet's 5e-4 used); filter RMS renormalisation "
+        "not applied.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="vgg",
+        source="Simonyan & Zisserman 2014 §3.1 (training), §3.2 (testing)",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=256,
+        epochs=74,
+        schedule="plateau",
+        gamma=0.1,
+        plateau_max_decays=3,
+        dropout=0.5,
+        augment="vgg_scale_jitter",
+        test_protocol="multiscale",
+        **_IMAGENET,
+        notes="§3.1: lr ÷10 when validation accuracy stopped improving (3 times), stopped after 370K iterations "
+        "(74 epochs); scale jittering S∈[256,512].",
+    )
+)
+register_recipe(
+    Recipe(
+        name="nin_imagenet",
+        source="Lin et al. 2013 §4.1 (follows Krizhevsky et al. 2012)",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=128,
+        epochs=90,
+        schedule="plateau",
+        gamma=0.1,
+        augment="alexnet",
+        test_protocol="10crop",
+        **_IMAGENET,
+        notes="§4.1: 'the overall training procedure follows Krizhevsky et al.': mini-batch 128, lr ÷10 when "
+        "accuracy stops improving; initial lr and decay from AlexNet §5.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="nin_cifar",
+        source="Lin et al. 2013 §4.1–4.2 (CIFAR-10 with translation + flip augmentation)",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        epochs=120,
+        schedule="plateau",
+        gamma=0.1,
+        plateau_max_decays=2,
+        dropout=0.5,
+        **_CIFAR,
+        notes="§4.1: lr ÷10 when training accuracy stops improving, done twice; dropout between mlpconv layers. "
+        "The paper's lr/weight decay live in its Caffe files (base_lr 0.1, wd 1e-4); ZCA whitening not applied.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="googlenet",
+        source="Szegedy et al. 2014 §6 (training methodology), §5 (auxiliary loss weight 0.3)",
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=2e-4,
+        batch_size=128,
+        epochs=250,
+        schedule="exponential",
+        gamma=0.96,
+        decay_every_epochs=8,
+        augment="inception_crop",
+        test_protocol="10crop",
+        **_IMAGENET,
+        notes="§6: momentum 0.9, lr decreased 4% every 8 epochs, Polyak averaging (not applied); initial lr, batch "
+        "and weight decay are not stated (values of the BVLC GoogLeNet solver). The paper's test protocol "
+        "is 144 crops; 10-crop is the nearest we implement.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="resnet_imagenet",
+        source="He et al. 2015 §3.4 (implementation)",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=256,
+        epochs=120,
+        schedule="plateau",
+        gamma=0.1,
+        plateau_max_decays=3,
+        augment="resnet_scale",
+        test_protocol="10crop",
+        **_IMAGENET,
+        notes="§3.4: lr 0.1 ÷10 when the error plateaus, up to 60e4 iterations (~120 epochs at batch 256), "
+        "no dropout, shorter side ∈ [256, 480], 10-crop testing.",
+    )
+)
+_RESNET_CIFAR = dict(
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+    iterations=64_000,
+    epochs=164,
+    schedule="multistep",
+    milestones=(32_000, 48_000),
+    milestone_unit="iteration",
+    gamma=0.1,
+    **_CIFAR,
+)
+register_recipe(
+    Recipe(
+        name="resnet_cifar",
+        source="He et al. 2015 §4.2 (CIFAR-10)",
+        **_RESNET_CIFAR,
+        notes="§4.2: batch 128, lr 0.1 ÷10 at 32k and 48k iterations, stop at 64k, wd 1e-4, momentum 0.9, "
+        "4-pixel pad + 32 crop + flip; trained on 45k/5k split in the paper (we use the whole train split).",
+    )
+)
+register_recipe(
+    Recipe(
+        name="resnet110_cifar",
+        source="He et al. 2015 §4.2 (ResNet-110 warm-up)",
+        **_RESNET_CIFAR,
+        warmup_lr=0.01,
+        warmup_iterations=400,
+        notes="§4.2: 0.01 'until the training error is below 80% (about 400 iterations)', then 0.1; we switch "
+        "after exactly 400 iterations.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="preact_cifar",
+        source="He et al. 2016 (Identity Mappings) §4 and Appendix (CIFAR)",
+        **_RESNET_CIFAR,
+        warmup_lr=0.01,
+        warmup_iterations=400,
+        notes="Appendix: as ResNet CIFAR (lr 0.1 ÷10 at 32k/48k, stop at 64k, batch 128, wd 1e-4) with lr 0.01 "
+        "for the first 400 iterations.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="wrn_cifar",
+        source="Zagoruyko & Komodakis 2016 §4 (experimental setup)",
+        optimizer="nesterov",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        epochs=200,
+        schedule="multistep",
+        milestones=(60, 120, 160),
+        gamma=0.2,
+        **_CIFAR,
+        notes="§4: SGD with Nesterov momentum, dampening 0, batch 128, lr 0.1 ×0.2 at 60/120/160, 200 epochs, "
+        "wd 5e-4; dropout 0.3 inside blocks is a model option (--set dropout=0.3).",
+    )
+)
+register_recipe(
+    Recipe(
+        name="resnext_cifar",
+        source="Xie et al. 2017 §5.3 (CIFAR)",
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        epochs=300,
+        schedule="multistep",
+        milestones=(150, 225),
+        gamma=0.1,
+        **_CIFAR,
+        notes="§5.3: batch 128, lr 0.1 ÷10 at 150 and 225 epochs of 300, wd 5e-4, momentum 0.9.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="stochastic_depth_cifar",
+        source="Huang et al. 2016 (Deep Networks with Stochastic Depth) §4",
+        optimizer="nesterov",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        epochs=500,
+        schedule="multistep",
+        milestones=(250, 375),
+        gamma=0.1,
+        **_CIFAR,
+        notes="§4: 500 epochs, batch 128, lr 0.1 ÷10 after 250 and 375, wd 1e-4, Nesterov momentum 0.9 with "
+        "dampening 0; p_L = 0.5 linear decay is the model's default.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="fractalnet_cifar",
+        source="Larsson et al. 2016 §4.1 (training)",
+        optimizer="sgd",
+        lr=0.02,
+        momentum=0.9,
+        weight_decay=0.0,
+        epochs=400,
+        schedule="multistep",
+        milestones=(200, 300, 350, 375),
+        gamma=0.1,
+        dataset="cifar10",
+        augment="pad_crop_flip",
+        batch_size=100,
+        notes="§4.1: SGD momentum 0.9, batch 100, 400 epochs, lr 0.02 ÷10 each time the remaining epochs halve "
+        "(200, 300, 350, 375); drop-path and per-block dropout are model options.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="densenet_cifar",
+        source="Huang et al. 2017 §4.2 (training)",
+        optimizer="nesterov",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        epochs=300,
+        schedule="multistep",
+        milestones=(150, 225),
+        gamma=0.1,
+        dataset="cifar10",
+        augment="pad_crop_flip",
+        batch_size=64,
+        notes="§4.2: batch 64, 300 epochs, lr 0.1 ÷10 at 50% and 75%, wd 1e-4, Nesterov 0.9 without dampening; "
+        "dropout 0.2 only without augmentation (--set dropout=0.2 --set augment=none).",
+    )
+)
+register_recipe(
+    Recipe(
+        name="densenet_imagenet",
+        source="Huang et al. 2017 §4.2 (ImageNet)",
+        optimizer="nesterov",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        batch_size=256,
+        epochs=90,
+        schedule="multistep",
+        milestones=(30, 60),
+        gamma=0.1,
+        augment="inception_crop",
+        test_protocol="10crop",
+        **_IMAGENET,
+        notes="§4.2: 90 epochs, batch 256, lr 0.1 ÷10 at 30 and 60; augmentation as fb.resnet.torch "
+        "(scale/aspect crops, colour jitter, lighting), single- and 10-crop testing.",
+    )
+)
+register_recipe(
+    Recipe(
+        name="squeezenet",
+        source="Iandola et al. 2016 §3.3 + its Caffe solver (SqueezeNet_v1.0/solver.prototxt)",
+        optimizer="sgd",
+        lr=0.04,
+        momentum=0.9,
+        weight_decay=2e-4,
+        batch_size=512,
+        iterations=170_000,
+        epochs=68,
+        schedule="linear",
+        dropout=0.5,
+        augment="alexnet",
+        test_protocol="none",
+        **_IMAGENET,
+        notes="The paper defers its protocol to the Caffe solver: base_lr 0.04 decayed linearly (poly, power 1), "
+        "batch 32×16, 170k iterations, wd 2e-4; dropout 0.5 after fire9 (§3.3).",
+    )
+)
+register_recipe(
+    Recipe(
+        name="mobilenet",
+        source="Howard et al. 2017 §4 (training) + Inception-v3 §8 (RMSProp settings)",
+        optimizer="rmsprop",
+        lr=0.045,
+        momentum=0.9,
+        weight_decay=4e-5,
+        batch_size=96,
+        epochs=100,
+        schedule="exponential",
+        gamma=0.94,
+        decay_every_epochs=2,
+        rmsprop_alpha=0.9,
+        rmsprop_eps=1.0,
+        augment="inception_crop",
+        test_protocol="none",
+        **_IMAGENET,
+        notes="§4: RMSprop, asynchronous SGD as Inception-v3, less augmentation, little/no weight decay on "
+        "depthwise filters; lr 0.045 ×0.94 every 2 epochs, decay 0.9, ε 1.0 from Inception-v3 §8; "
+        "batch and weight decay from TF-slim's mobilenet_v1 training.",
+    )
+)

@@ -36,8 +36,16 @@ METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"
 DIAGNOSTIC_FILE = "diagnostic.json"
 METRIC_FIELDS = (
-    "epoch", "step", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5",
-    "epoch_time_s", "images_per_s",
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "test_loss",
+    "test_top1",
+    "test_top5",
+    "epoch_time_s",
+    "images_per_s",
 )
 
 

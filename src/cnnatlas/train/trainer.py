@@ -168,7 +168,12 @@ class LRSchedule:
             self.bad_epochs = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad_epochs": self.bad_epochs, "decays": self.decays}
+        return {
+            "plateau_scale": self.plateau_scale,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "decays": self.decays,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.plateau_scale = float(state["plateau_scale"])
@@ -206,7 +211,10 @@ def _versions() -> dict[str, str]:
 
 
 def _rng_state(device: torch.device, aug_generator: torch.Generator) -> dict[str, Any]:
-    state = {"torch_cpu": encode_bytes_tensor(torch.get_rng_state()), "augment": encode_bytes_tensor(aug_generator.get_state())}
+    state = {
+        "torch_cpu": encode_bytes_tensor(torch.get_rng_state()),
+        "augment": encode_bytes_tensor(aug_generator.get_state()),
+    }
     if device.type == "cuda":
         state["torch_cuda"] = encode_bytes_tensor(torch.cuda.get_rng_state(device))
     return state
@@ -303,7 +311,9 @@ class _Trainer:
         if self.ctx.is_main:
             run_dir = str(Path(opts.out) if opts.out else _default_run_dir(self.model_name))
             if (Path(run_dir) / CONFIG_FILE).exists() or list_checkpoints(run_dir):
-                raise InputError(f"{run_dir!r} already holds a run; pass --resume {run_dir} to continue it, or another --out")
+                raise InputError(
+                    f"{run_dir!r} already holds a run; pass --resume {run_dir} to continue it, or another --out"
+                )
         self.run_dir = Path(D.broadcast_object(run_dir, self.ctx))
         self._build(model_options=dict(opts.model_options))
         self.config = self._make_config()
@@ -321,7 +331,10 @@ class _Trainer:
             raise CheckpointError(f"{str(self.run_dir)!r} holds a run of {saved!r}, not {self.model_name!r}")
         self.checkpoint = load_latest_checkpoint(self.run_dir)  # CheckpointError when none / corrupt
         if self.checkpoint.state.get("model_name") != saved:
-            raise CheckpointError(f"checkpoint {str(self.checkpoint.path)!r} is for {self.checkpoint.state.get('model_name')!r}, not {saved!r}")
+            raise CheckpointError(
+                f"checkpoint {str(self.checkpoint.path)!r} is for "
+                f"{self.checkpoint.state.get('model_name')!r}, not {saved!r}"
+            )
         recipe = Recipe.from_dict(config["recipe"])
         if opts.epochs is not None:  # extending (or shortening) a run is the one allowed change
             recipe = recipe.with_overrides({"epochs": opts.epochs})
@@ -337,7 +350,8 @@ class _Trainer:
             opts.checkpoint_every_steps = config.get("checkpoint_every_steps")
         if config.get("world_size", 1) != self.ctx.world_size:
             raise CheckpointError(
-                f"{str(self.run_dir)!r} was trained on {config.get('world_size', 1)} processes; resume it on the same number"
+                f"{str(self.run_dir)!r} was trained on {config.get('world_size', 1)} processes; "
+                "resume it on the same number"
             )
         self._build(model_options=dict(config["model"].get("options", {})), resumed=True)
         from cnnatlas.weights import check_state_dict
@@ -362,9 +376,13 @@ class _Trainer:
         torch.manual_seed(_derived_seed(self.seed, 1))  # identical initial weights on every rank
         self.model: nn.Module = create_model(self.model_name, **model_options)
         self.adapter = InputAdapter.for_model(
-            self.model, self.train_set, image_size=recipe.image_size if recipe.augment not in SIZE_KEEPING_AUGMENTS or images is None else None
+            self.model,
+            self.train_set,
+            image_size=recipe.image_size if recipe.augment not in SIZE_KEEPING_AUGMENTS or images is None else None,
         )
-        self.augment = build_train_augment(recipe.augment, out_size=recipe.image_size if recipe.augment not in SIZE_KEEPING_AUGMENTS else None)
+        self.augment = build_train_augment(
+            recipe.augment, out_size=recipe.image_size if recipe.augment not in SIZE_KEEPING_AUGMENTS else None
+        )
         self.model.to(self.device)
         if opts.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -387,7 +405,8 @@ class _Trainer:
 
             # find_unused_parameters: stochastic depth / drop-path skip whole blocks at random
             self.forward_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
         if opts.compile:
@@ -408,10 +427,21 @@ class _Trainer:
         r = self.recipe
         params = [p for p in self.model.parameters() if p.requires_grad]
         if r.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=r.lr, alpha=r.rmsprop_alpha, eps=r.rmsprop_eps,
-                                       momentum=r.momentum, weight_decay=r.weight_decay)
-        return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay,
-                               nesterov=r.optimizer == "nesterov" and r.momentum > 0)
+            return torch.optim.RMSprop(
+                params,
+                lr=r.lr,
+                alpha=r.rmsprop_alpha,
+                eps=r.rmsprop_eps,
+                momentum=r.momentum,
+                weight_decay=r.weight_decay,
+            )
+        return torch.optim.SGD(
+            params,
+            lr=r.lr,
+            momentum=r.momentum,
+            weight_decay=r.weight_decay,
+            nesterov=r.optimizer == "nesterov" and r.momentum > 0,
+        )
 
     def _make_config(self) -> dict[str, Any]:
         opts = self.opts
@@ -419,20 +449,32 @@ class _Trainer:
         return {
             "model": {"name": self.model_name, "options": self.model_options},
             "data": {
-                "name": self.data_name, "root": opts.root, "options": opts.data_options,
-                "classes": list(self.train_set.classes), "train_size": len(self.train_set),
+                "name": self.data_name,
+                "root": opts.root,
+                "options": opts.data_options,
+                "classes": list(self.train_set.classes),
+                "train_size": len(self.train_set),
                 "test_size": len(self.test_set),
                 "image_size": list(images.shape[1:]) if images is not None else None,
             },
             "recipe": self.recipe.to_dict(),
             "adapter": self.adapter.to_dict(),
-            "seed": self.seed, "device": str(self.device), "amp": opts.amp, "channels_last": opts.channels_last,
-            "compile": opts.compile, "deterministic": opts.deterministic,
-            "world_size": self.ctx.world_size, "per_rank_batch": self.per_rank_batch,
-            "global_batch": self.recipe.batch_size, "steps_per_epoch": self.steps_per_epoch,
-            "total_steps": self.total_steps, "checkpoint_every_steps": opts.checkpoint_every_steps,
-            "limit_train": opts.limit_train, "limit_test": opts.limit_test,
-            "versions": _versions(), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            "seed": self.seed,
+            "device": str(self.device),
+            "amp": opts.amp,
+            "channels_last": opts.channels_last,
+            "compile": opts.compile,
+            "deterministic": opts.deterministic,
+            "world_size": self.ctx.world_size,
+            "per_rank_batch": self.per_rank_batch,
+            "global_batch": self.recipe.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "checkpoint_every_steps": opts.checkpoint_every_steps,
+            "limit_train": opts.limit_train,
+            "limit_test": opts.limit_test,
+            "versions": _versions(),
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
         }
 
     # -- batches ----------------------------------------------------------------------------
@@ -449,8 +491,13 @@ class _Trainer:
         from torch.utils.data import DataLoader
 
         batches = [shard[s * b : (s + 1) * b].tolist() for s in range(start_step, self.steps_per_epoch)]
-        loader = DataLoader(self.train_set, batch_sampler=batches, num_workers=self.opts.num_workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=batches,
+            num_workers=self.opts.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
         for images, labels in loader:
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
@@ -464,17 +511,31 @@ class _Trainer:
         if not self.ctx.is_main:
             return
         state = {
-            "model_name": self.model_name, "epoch": epoch, "step_in_epoch": step_in_epoch,
-            "steps_per_epoch": self.steps_per_epoch, "epoch_sums": sums,
-            "schedule": self.schedule.state_dict(), "rng": _rng_state(self.device, self.aug_generator),
-            "data_order": {"seed": self.seed, "epoch": epoch, "next_batch": step_in_epoch,
-                           "rule": "randperm with a generator seeded by (seed, epoch); rank r takes perm[r::W]"},
+            "model_name": self.model_name,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epoch_sums": sums,
+            "schedule": self.schedule.state_dict(),
+            "rng": _rng_state(self.device, self.aug_generator),
+            "data_order": {
+                "seed": self.seed,
+                "epoch": epoch,
+                "next_batch": step_in_epoch,
+                "rule": "randperm with a generator seeded by (seed, epoch); rank r takes perm[r::W]",
+            },
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "config": self.config, "saved": _dt.datetime.now().isoformat(timespec="seconds"),
+            "config": self.config,
+            "saved": _dt.datetime.now().isoformat(timespec="seconds"),
         }
-        save_checkpoint(self.run_dir, step=global_step, model_state=self.model.state_dict(),
-                        optimizer_state=self.optimizer.state_dict(), state=state,
-                        keep=self.opts.keep_checkpoints)
+        save_checkpoint(
+            self.run_dir,
+            step=global_step,
+            model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(),
+            state=state,
+            keep=self.opts.keep_checkpoints,
+        )
         self.emit("checkpoint", {"global_step": global_step, "epoch": epoch, "step_in_epoch": step_in_epoch})
 
     def _restore(self) -> tuple[int, int, int, list[float]]:
@@ -489,7 +550,9 @@ class _Trainer:
         if self.scaler is not None and s.get("scaler"):
             self.scaler.load_state_dict(s["scaler"])
         if s["steps_per_epoch"] != self.steps_per_epoch:
-            raise CheckpointError("the checkpoint was taken with another batch size or data set size; resume with the same settings")
+            raise CheckpointError(
+                "the checkpoint was taken with another batch size or data set size; resume with the same settings"
+            )
         return int(s["epoch"]), int(s["step_in_epoch"]), int(s["global_step"]), list(s["epoch_sums"])
 
     # -- evaluation -------------------------------------------------------------------------
@@ -498,21 +561,32 @@ class _Trainer:
         if self.ctx.is_main:
             from cnnatlas.train.evaluate import evaluate
 
-            result = evaluate(self.model, self.test_set, adapter=self.adapter, batch_size=EVAL_BATCH,
-                              device=self.device, num_workers=self.opts.num_workers)
+            result = evaluate(
+                self.model,
+                self.test_set,
+                adapter=self.adapter,
+                batch_size=EVAL_BATCH,
+                device=self.device,
+                num_workers=self.opts.num_workers,
+            )
             self.model.train()
         return D.broadcast_object(result, self.ctx)
 
     # -- non-finite loss ----------------------------------------------------------------------
     def _stop_non_finite(self, global_step: int, loss: float, lr: float) -> None:
         bad = sorted(
-            name for name, p in self.model.named_parameters()
+            name
+            for name, p in self.model.named_parameters()
             if not torch.isfinite(p).all() or (p.grad is not None and not torch.isfinite(p.grad).all())
         )
         last = list_checkpoints(self.run_dir)
         diagnostic = {
-            "step": global_step, "loss": repr(loss), "lr": lr, "non_finite_parameters": bad,
-            "last_good_checkpoint": str(last[-1]) if last else None, "rank": self.ctx.rank,
+            "step": global_step,
+            "loss": repr(loss),
+            "lr": lr,
+            "non_finite_parameters": bad,
+            "last_good_checkpoint": str(last[-1]) if last else None,
+            "rank": self.ctx.rank,
         }
         if self.ctx.is_main:
             atomic_write_json(self.run_dir / DIAGNOSTIC_FILE, diagnostic)
@@ -527,13 +601,24 @@ class _Trainer:
         epoch, start_step, global_step, sums = 0, 0, 0, [0.0, 0.0, 0.0]  # loss·n, correct, n
         if self.checkpoint is not None:
             epoch, start_step, global_step, sums = self._restore()
-        self.emit("start", {
-            "run_dir": str(self.run_dir), "model": self.model_name, "recipe": self.recipe.name,
-            "data": self.data_name, "device": str(self.device), "world_size": self.ctx.world_size,
-            "epochs": self.total_epochs, "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-            "global_step": global_step, "adapter_rule": self.adapter.rule, "resumed": self.checkpoint is not None,
-            "is_main": self.ctx.is_main,
-        })
+        self.emit(
+            "start",
+            {
+                "run_dir": str(self.run_dir),
+                "model": self.model_name,
+                "recipe": self.recipe.name,
+                "data": self.data_name,
+                "device": str(self.device),
+                "world_size": self.ctx.world_size,
+                "epochs": self.total_epochs,
+                "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps,
+                "global_step": global_step,
+                "adapter_rule": self.adapter.rule,
+                "resumed": self.checkpoint is not None,
+                "is_main": self.ctx.is_main,
+            },
+        )
         every = self.opts.checkpoint_every_steps
         self.model.train()
         while global_step < self.total_steps:
@@ -550,10 +635,18 @@ class _Trainer:
                 seen_this_session += n
                 sums = [sums[0] + loss * n, sums[1] + correct, sums[2] + n]
                 elapsed = time.perf_counter() - epoch_start
-                self.emit("step", {
-                    "epoch": epoch, "step_in_epoch": step_in_epoch + 1, "global_step": global_step, "loss": loss,
-                    "acc": correct / n, "lr": lr, "images_per_s": seen_this_session * self.ctx.world_size / max(elapsed, 1e-9),
-                })
+                self.emit(
+                    "step",
+                    {
+                        "epoch": epoch,
+                        "step_in_epoch": step_in_epoch + 1,
+                        "global_step": global_step,
+                        "loss": loss,
+                        "acc": correct / n,
+                        "lr": lr,
+                        "images_per_s": seen_this_session * self.ctx.world_size / max(elapsed, 1e-9),
+                    },
+                )
                 done_epoch = step_in_epoch + 1 == self.steps_per_epoch or global_step >= self.total_steps
                 if every and global_step % every == 0 and not done_epoch:
                     self._save(epoch=epoch, step_in_epoch=step_in_epoch + 1, global_step=global_step, sums=sums)
@@ -565,10 +658,15 @@ class _Trainer:
             total = D.sum_over_ranks(sums, self.ctx)
             test = self._evaluate()
             row = {
-                "epoch": epoch, "step": global_step, "lr": self.schedule.lr_at(global_step - 1),
-                "train_loss": total[0] / max(total[2], 1), "train_top1": total[1] / max(total[2], 1),
-                "test_loss": test["loss"] if test else None, "test_top1": test["top1"] if test else None,
-                "test_top5": test["top5"] if test else None, "epoch_time_s": round(epoch_time, 3),
+                "epoch": epoch,
+                "step": global_step,
+                "lr": self.schedule.lr_at(global_step - 1),
+                "train_loss": total[0] / max(total[2], 1),
+                "train_top1": total[1] / max(total[2], 1),
+                "test_loss": test["loss"] if test else None,
+                "test_top1": test["top1"] if test else None,
+                "test_top5": test["top5"] if test else None,
+                "epoch_time_s": round(epoch_time, 3),
                 "images_per_s": round(seen_this_session * self.ctx.world_size / max(epoch_time, 1e-9), 1),
             }
             self.schedule.epoch_end(row["test_top1"] if row["test_top1"] is not None else -row["train_loss"])
@@ -582,9 +680,14 @@ class _Trainer:
             draw_curves(self.run_dir, self.metrics, title=f"{self.model_name} · {self.recipe.name} · {self.data_name}")
         D.barrier(self.ctx)
         return RunResult(
-            run_dir=self.run_dir, model=self.model_name, recipe=self.recipe.name, epochs=epoch,
-            global_step=global_step, metrics=list(self.metrics),
-            wall_time_s=time.perf_counter() - self.start_time, adapter_rule=self.adapter.rule,
+            run_dir=self.run_dir,
+            model=self.model_name,
+            recipe=self.recipe.name,
+            epochs=epoch,
+            global_step=global_step,
+            metrics=list(self.metrics),
+            wall_time_s=time.perf_counter() - self.start_time,
+            adapter_rule=self.adapter.rule,
         )
 
     def _step(self, images: Tensor, labels: Tensor, global_step: int, lr: float) -> tuple[float, int]:

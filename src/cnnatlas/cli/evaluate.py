@@ -27,11 +27,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, help="data folder (default: the run's)")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument(
-        "--tta", choices=TTA_PROTOCOLS, default="none",
+        "--tta",
+        choices=TTA_PROTOCOLS,
+        default="none",
         help="test-time protocol: none (centre), flip, 10crop (AlexNet §4.1), multiscale (VGG §3.2)",
     )
     p.add_argument(
-        "--ensemble", nargs="+", default=[], metavar="RUN_DIR",
+        "--ensemble",
+        nargs="+",
+        default=[],
+        metavar="RUN_DIR",
         help="further runs whose softmax outputs are averaged with RUN_DIR's",
     )
     p.add_argument("--batch-size", type=int, default=256)
@@ -99,8 +104,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = load_eval_dataset(runs[0].config, name=args.data, root=args.root, split=args.split)
     crop_size, folder_size = run_eval_sizes(runs[0].config)
     result = ensemble_evaluate(
-        runs, dataset, tta=args.tta, batch_size=args.batch_size, device=device,
-        crop_size=crop_size, folder_size=folder_size,
+        runs,
+        dataset,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        device=device,
+        crop_size=crop_size,
+        folder_size=folder_size,
     )
     result.update(
         tta=args.tta,
@@ -114,13 +124,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    title = f"{result['data']} / {args.split}, tta={args.tta}" + (
-        f", ensemble of {len(runs)}" if len(runs) > 1 else ""
-    )
+    title = f"{result['data']} / {args.split}, tta={args.tta}" + (f", ensemble of {len(runs)}" if len(runs) > 1 else "")
     table = Table("run", "n", "top-1", "top-5", "loss", title=title)
     table.add_row(
-        ", ".join(result["runs"]), f"{result['n']:,}", f"{100 * result['top1']:.2f}%",
-        f"{100 * result['top5']:.2f}%", f"{result['loss']:.4f}",
+        ", ".join(result["runs"]),
+        f"{result['n']:,}",
+        f"{100 * result['top1']:.2f}%",
+        f"{100 * result['top5']:.2f}%",
+        f"{result['loss']:.4f}",
     )
     Console().print(table)
     return 0

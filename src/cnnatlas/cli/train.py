@@ -16,10 +16,11 @@ from cnnatlas.errors import InputError
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model with its paper's recipe",
+        "train",
+        help="train a model with its paper's recipe",
         description="Train MODEL with its default recipe (see `cnnatlas recipes`). Under "
-                    "`torchrun --nproc-per-node N -m cnnatlas train …` it trains with DDP; --batch-size "
-                    "is then the GLOBAL batch, split evenly over the N processes.",
+        "`torchrun --nproc-per-node N -m cnnatlas train …` it trains with DDP; --batch-size "
+        "is then the GLOBAL batch, split evenly over the N processes.",
     )
     p.add_argument("model", help="registered model name (see `cnnatlas models`)")
     p.add_argument("--data", help="data set name (default: the recipe's)")
@@ -29,23 +30,42 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=float, help="passes over the training split (rescales the schedule)")
     p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
     p.add_argument("--lr", type=float, help="initial learning rate")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override any recipe field, e.g. --set weight_decay=0 --set milestones=100,150")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any recipe field, e.g. --set weight_decay=0 --set milestones=100,150",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast; fp16 + scaling on old GPUs)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="NHWC memory format (default on: faster convolutions with oneDNN on CPU and on GPUs)")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="NHWC memory format (default on: faster convolutions with oneDNN on CPU and on GPUs)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resume on the CPU)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last complete checkpoint")
     p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also checkpoint every N steps mid-epoch")
     p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
     p.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
-    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="data set option, e.g. --data-option num_samples=512 (synthetic)")
-    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="model builder option, e.g. --model-option dropout=0.3")
+    p.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="data set option, e.g. --data-option num_samples=512 (synthetic)",
+    )
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model builder option, e.g. --model-option dropout=0.3",
+    )
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers for image folders")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_cmd_train)
@@ -80,14 +100,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     progress = None if args.quiet else _Progress()
     result = train(
-        args.model, data=args.data, root=args.root, out=args.out, recipe=args.recipe, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, overrides=_pairs(args.set, "--set"), seed=args.seed,
-        device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-        deterministic=args.deterministic, resume=args.resume, checkpoint_every_steps=args.checkpoint_every_steps,
-        limit_train=args.limit_train, limit_test=args.limit_test,
+        args.model,
+        data=args.data,
+        root=args.root,
+        out=args.out,
+        recipe=args.recipe,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        overrides=_pairs(args.set, "--set"),
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        deterministic=args.deterministic,
+        resume=args.resume,
+        checkpoint_every_steps=args.checkpoint_every_steps,
+        limit_train=args.limit_train,
+        limit_test=args.limit_test,
         data_options={k: _literal(v) for k, v in _pairs(args.data_option, "--data-option").items()},
         model_options={k: _literal(v) for k, v in _pairs(args.model_option, "--model-option").items()},
-        num_workers=args.workers, callback=progress,
+        num_workers=args.workers,
+        callback=progress,
     )
     if progress is not None:
         progress.close()
@@ -123,22 +158,35 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=self.console, transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
             )
             self.bar.start()
-            self.task = self.bar.add_task("steps", total=payload["total_steps"], completed=payload["global_step"], stats="")
+            self.task = self.bar.add_task(
+                "steps", total=payload["total_steps"], completed=payload["global_step"], stats=""
+            )
         elif not self.main or self.bar is None:
             return
         elif event == "step":
-            stats = (f"epoch {payload['epoch'] + 1} loss {payload['loss']:.4f} acc {100 * payload['acc']:.1f}% "
-                     f"lr {payload['lr']:.3g} {payload['images_per_s']:.0f} img/s")
+            stats = (
+                f"epoch {payload['epoch'] + 1} loss {payload['loss']:.4f} acc {100 * payload['acc']:.1f}% "
+                f"lr {payload['lr']:.3g} {payload['images_per_s']:.0f} img/s"
+            )
             self.bar.update(self.task, completed=payload["global_step"], stats=stats)
         elif event == "epoch":
-            test = (f" test top-1 {100 * payload['test_top1']:.2f}% loss {payload['test_loss']:.4f}"
-                    if payload.get("test_top1") is not None else "")
+            test = (
+                f" test top-1 {100 * payload['test_top1']:.2f}% loss {payload['test_loss']:.4f}"
+                if payload.get("test_top1") is not None
+                else ""
+            )
             self.bar.console.print(
-                f"epoch {payload['epoch']}: train loss {payload['train_loss']:.4f} acc {100 * payload['train_top1']:.2f}%"
+                f"epoch {payload['epoch']}: train loss {payload['train_loss']:.4f} "
+                f"acc {100 * payload['train_top1']:.2f}%"
                 f"{test} ({payload['epoch_time_s']:.1f} s, {payload['images_per_s']:.0f} img/s)"
             )
 
@@ -163,11 +211,23 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
         for key, value in recipes[0].to_dict().items():
             table.add_row(key, str(value))
     else:
-        table = Table("name", "data", "optimiser", "lr", "batch", "length", "schedule", "augment", "source",
-                      title=f"{len(recipes)} recipes")
+        table = Table(
+            "name",
+            "data",
+            "optimiser",
+            "lr",
+            "batch",
+            "length",
+            "schedule",
+            "augment",
+            "source",
+            title=f"{len(recipes)} recipes",
+        )
         for r in recipes:
             length = f"{r.iterations:,} it" if r.iterations else f"{r.epochs:g} ep"
             sched = r.schedule + (f" {','.join(f'{m:g}' for m in r.milestones)}" if r.milestones else "")
-            table.add_row(r.name, r.dataset, r.optimizer, f"{r.lr:g}", str(r.batch_size), length, sched, r.augment, r.source)
+            table.add_row(
+                r.name, r.dataset, r.optimizer, f"{r.lr:g}", str(r.batch_size), length, sched, r.augment, r.source
+            )
     Console(file=sys.stdout).print(table)
     return 0

@@ -12,24 +12,40 @@ FORMATS = ("table", "markdown", "csv", "json")
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("summary", help="per-layer shapes, params, MACs, memory and receptive field of a model")
     p.add_argument("model", help="registered model name (see `cnnatlas models`)")
-    p.add_argument("--input", type=parse_input_size, default=None, metavar="CxHxW", help="input size (default: the model's own)")
+    p.add_argument(
+        "--input", type=parse_input_size, default=None, metavar="CxHxW", help="input size (default: the model's own)"
+    )
     p.add_argument("--batch", type=_positive_int, default=1, help="batch size (default 1)")
     p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--depth", type=_positive_int, default=None, metavar="N", help="merge layers deeper than N into their parent module")
-    p.add_argument("--optimizer", choices=("sgd", "momentum", "adam"), default="momentum", help="for the training-memory estimate")
+    p.add_argument(
+        "--depth",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="merge layers deeper than N into their parent module",
+    )
+    p.add_argument(
+        "--optimizer", choices=("sgd", "momentum", "adam"), default="momentum", help="for the training-memory estimate"
+    )
     p.add_argument("--measure", action="store_true", help="also run one real training step and print its peak memory")
     p.add_argument("--num-classes", type=_positive_int, default=None, metavar="N")
     p.set_defaults(handler=_cmd_summary)
 
     c = sub.add_parser("compare", help="several models side by side: params, MACs, memory, depth, published accuracy")
     c.add_argument("models", nargs="+", metavar="MODEL")
-    c.add_argument("--input", type=parse_input_size, default=None, metavar="CxHxW", help="one input size for all (default: each model's own)")
+    c.add_argument(
+        "--input",
+        type=parse_input_size,
+        default=None,
+        metavar="CxHxW",
+        help="one input size for all (default: each model's own)",
+    )
     c.add_argument("--format", choices=FORMATS, default="table")
     c.set_defaults(handler=_cmd_compare)
 
 
 def parse_input_size(text: str) -> tuple[int, int, int]:
-    """"3x224x224" (or "3×224×224", "3,224,224") → (3, 224, 224)."""
+    """ "3x224x224" (or "3×224×224", "3,224,224") → (3, 224, 224)."""
     parts = text.lower().replace("×", "x").replace(",", "x").split("x")
     try:
         values = tuple(int(p) for p in parts)
@@ -62,9 +78,9 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.depth is not None:
         result = result.collapse(args.depth)
     if args.measure:
-        from cnnatlas.registry import create_model
-
         import torch
+
+        from cnnatlas.registry import create_model
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         measured = measure_training_step(create_model(args.model, **kwargs), result.input_shape, args.optimizer, device)
@@ -89,7 +105,16 @@ def _emit(result: Any, fmt: str) -> None:
 
 
 COMPARE_HEADERS = (
-    "model", "input", "params", "MACs", "forward activations", "min input", "depth", "top-1", "top-5", "source",
+    "model",
+    "input",
+    "params",
+    "MACs",
+    "forward activations",
+    "min input",
+    "depth",
+    "top-1",
+    "top-5",
+    "source",
 )
 
 
@@ -124,7 +149,9 @@ def _published(results: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     found: dict[str, dict[str, Any]] = {}
     for r in results:
         metric = r.metric.lower()
-        key = "top1" if "top-1" in metric or metric in ("error", "accuracy") else ("top5" if "top-5" in metric else None)
+        key = (
+            "top1" if "top-1" in metric or metric in ("error", "accuracy") else ("top5" if "top-5" in metric else None)
+        )
         if key and key not in found:
             found[key] = {"metric": r.metric, "value": r.value, "dataset": r.dataset, "source": r.source}
     return found.get("top1"), found.get("top5")
@@ -167,9 +194,35 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         import sys
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["model", "input", "params", "macs", "activation_bytes", "min_input_size", "depth", "top1", "top5", "source"])
+        writer.writerow(
+            [
+                "model",
+                "input",
+                "params",
+                "macs",
+                "activation_bytes",
+                "min_input_size",
+                "depth",
+                "top1",
+                "top5",
+                "source",
+            ]
+        )
         for r, c in zip(rows, cells):
-            writer.writerow([r["model"], c[1], r["params"], r["macs"], r["activation_bytes"], r["min_input_size"], r["depth"], c[7], c[8], c[9]])
+            writer.writerow(
+                [
+                    r["model"],
+                    c[1],
+                    r["params"],
+                    r["macs"],
+                    r["activation_bytes"],
+                    r["min_input_size"],
+                    r["depth"],
+                    c[7],
+                    c[8],
+                    c[9],
+                ]
+            )
     else:
         from rich.console import Console
         from rich.table import Table
