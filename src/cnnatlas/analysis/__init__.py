@@ -18,11 +18,12 @@ from cnnatlas.analysis.inputs import ExampleInputs, example_inputs
 from cnnatlas.analysis.memory import measure_training_step, optimizer_state_bytes
 from cnnatlas.analysis.receptive import UNKNOWN
 from cnnatlas.analysis.render import Analysis, LayerRow
+from cnnatlas.analysis.rules import register_flop_rule
 from cnnatlas.analysis.trace import RawRow, TraceResult, display_namer, trace
 from cnnatlas.base import find_collapsing_layer, smallest_working_input
 from cnnatlas.errors import InputError
 
-__all__ = ["Analysis", "LayerRow", "analyze", "measure_training_step"]
+__all__ = ["Analysis", "LayerRow", "analyze", "measure_training_step", "register_flop_rule"]
 
 DEFAULT_INPUT = (3, 224, 224)
 
@@ -205,6 +206,7 @@ def _totals(
         "unused_params": result.unused_params,
         "macs": sum(r.macs for r in rows),
         "flops": sum(r.flops for r in rows),
+        "training_flops": sum(r.flops + r.backward_flops for r in rows),
         "activations": sum(r.activations for r in rows),
         "activation_bytes": sum(r.activation_bytes for r in rows),
         "input_activations": sum(t.numel() for t in tensors),
@@ -244,7 +246,8 @@ def _dropout_training_bytes(raw: RawRow, dtype: torch.dtype) -> int:
 
 
 def _finish(raw: RawRow) -> LayerRow:
-    spec = raw.spec[1] if raw.spec else _module_spec(raw)
+    # A recurrent module runs matrix products; its own settings describe it better than "FC".
+    spec = raw.spec[1] if raw.spec and "rnn" not in raw.module_attrs else _module_spec(raw)
     field = raw.rf
     return LayerRow(
         name=raw.name,
@@ -279,6 +282,8 @@ def _whole(value: float) -> int:
 
 def _module_spec(raw: RawRow) -> str:
     attrs = raw.module_attrs
+    if "rnn" in attrs:
+        return attrs["rnn"]
     if "dropout" in attrs:
         return f"dropout {attrs['dropout']:g}"
     if "lrn_size" in attrs:
