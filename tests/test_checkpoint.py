@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnatlas.errors import CheckpointError
+from cnnatlas.errors import CheckpointError, InputError
 from cnnatlas.train import checkpoint as ck
 
 
@@ -83,7 +83,7 @@ def test_a_crash_before_the_commit_leaves_the_previous_checkpoint(
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write"):
         _save(tmp_path, 2, model, opt)
     monkeypatch.setattr(ck.os, "replace", real_replace)
     loaded = ck.load_latest_checkpoint(tmp_path)
@@ -101,7 +101,7 @@ def test_a_crash_mid_write_never_exposes_a_torn_file(tmp_path: Path, monkeypatch
         raise OSError("simulated crash during fsync")
 
     monkeypatch.setattr(ck.os, "fsync", torn_fsync)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write"):
         ck.atomic_write_bytes(target, b"new content")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]

@@ -71,6 +71,14 @@ def _device(name: str) -> str:
     return name
 
 
+def _warn_skipped(runs: list[Any]) -> None:
+    from cnnatlas.cli import warn
+
+    for run in runs:
+        for message in run.skipped:
+            warn(message)
+
+
 def _data_spec(config: dict[str, Any]) -> dict[str, Any]:
     data = config.get("data")
     if isinstance(data, str):
@@ -101,6 +109,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = _device(args.device)
     runs = [load_run(path) for path in [args.run_dir, *args.ensemble]]
+    _warn_skipped(runs)
     dataset = load_eval_dataset(runs[0].config, name=args.data, root=args.root, split=args.split)
     crop_size, folder_size = run_eval_sizes(runs[0].config)
     result = ensemble_evaluate(
@@ -142,6 +151,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from cnnatlas.train.run import load_run
 
     run = load_run(args.run_dir)
+    _warn_skipped([run])
     results = predict(run, args.images, topk=args.topk, tta=args.tta)
     if args.format == "json":
         print(json.dumps(results))
