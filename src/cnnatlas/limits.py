@@ -16,3 +16,24 @@ MAX_IMAGE_SIDE = 8192
 MAX_BATCH_SIZE = 1 << 20
 #: DataLoader worker processes.
 MAX_WORKERS = 256
+
+
+def available_memory_bytes(device: str = "cpu") -> int | None:
+    """Memory a new allocation can use on ``device`` now: free GPU memory for CUDA, Linux's
+    ``MemAvailable`` for the CPU; None where it cannot be told."""
+    if device.startswith("cuda"):
+        import torch
+
+        try:
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+        except (RuntimeError, AssertionError):
+            return None
+        return int(free)
+    try:
+        with open("/proc/meminfo", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

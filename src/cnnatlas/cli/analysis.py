@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from cnnatlas.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIDE, MAX_IN_CHANS
+
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -53,6 +55,10 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(f"input size must look like 3x224x224, got {text!r}") from None
     if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"input size must be three positive integers C×H×W, got {text!r}")
+    if values[0] > MAX_IN_CHANS or max(values[1:]) > MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"input size {text!r} exceeds the limits ({MAX_IN_CHANS} channels, {MAX_IMAGE_SIDE} pixels a side)"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -61,8 +67,8 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a positive integer of at most {MAX_BATCH_SIZE}, got {text!r}")
     return value
 
 
@@ -80,9 +86,19 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.measure:
         import torch
 
+        from cnnatlas.errors import InputError
+        from cnnatlas.limits import available_memory_bytes
         from cnnatlas.registry import create_model
+        from cnnatlas.safeio import human_bytes
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        estimate = int(result.totals["training_memory_bytes"])
+        available = available_memory_bytes(device)
+        if available is not None and estimate > available:
+            raise InputError(
+                f"--measure: the estimated training-step memory {human_bytes(estimate)} exceeds the "
+                f"{human_bytes(available)} available on {device}; use a smaller --batch, --input or --num-classes"
+            )
         measured = measure_training_step(create_model(args.model, **kwargs), result.input_shape, args.optimizer, device)
         measured["estimate_bytes"] = result.totals["training_memory_bytes"]
         measured["device"] = device

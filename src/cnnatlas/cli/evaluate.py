@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from cnnatlas.errors import InputError
@@ -58,17 +59,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _device(name: str) -> str:
-    import torch
+    """cpu, cuda, cuda:N or auto; anything else torch.device would accept (meta, mps, …) is refused."""
+    from cnnatlas.train.distributed import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device is available")
-    try:
-        torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    return name
+    if name != "auto" and name != "cpu" and not name.startswith("cuda"):
+        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda:") and not name[5:].isdigit():
+        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    return str(resolve_device(name))
+
+
+def _json_safe(result: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity: such a value becomes null, and ``null_because`` says why."""
+    safe = dict(result)
+    reasons = {}
+    for key, value in result.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            safe[key] = None
+            reasons[key] = f"the {key} is {value} (the model's outputs are not finite)"
+    if reasons:
+        safe["null_because"] = reasons
+    return safe
 
 
 def _warn_skipped(runs: list[Any]) -> None:
@@ -128,7 +139,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         runs=[str(p) for p in [args.run_dir, *args.ensemble]],
     )
     if args.format == "json":
-        print(json.dumps(result))
+        print(json.dumps(_json_safe(result), allow_nan=False))
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -409,7 +409,8 @@ def load_checkpoint(marker: str | os.PathLike[str], *, with_optimizer: bool = Tr
     check_fields(state, _state_rules(stem), source=source, error=CheckpointError)
     if match is None or int(match[1]) != state["global_step"]:
         raise CheckpointError(f"{source} records step {state['global_step']}, not the step in its name")
-    _check_optimizer_meta(state["optimizer_meta"], source)
+    if with_optimizer:
+        _check_optimizer_meta(state["optimizer_meta"], source)
     tensors: dict[str, dict[str, Tensor]] = {}
     for part in ("model", "optimizer") if with_optimizer else ("model",):
         path = marker.parent / state["files"][part]

@@ -43,7 +43,6 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -210,10 +209,7 @@ def load_image(path: str | os.PathLike[str], chans: int, size: tuple[int, int]) 
     from cnnatlas.data.augment import resize_shorter_and_center_crop
     from cnnatlas.data.folder import decode_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image file {str(path)!r} does not exist")
-    rgb = decode_image(str(path))
+    rgb = decode_image(str(path))  # a missing file, a folder, a FIFO or a device: one DataError saying which
     if chans == 1:
         luma = torch.tensor([299, 587, 114], dtype=torch.int32).view(3, 1, 1)
         image = (
@@ -342,7 +338,9 @@ def _folder_batches(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    for images, labels in loader:
+    from cnnatlas.data.core import iterate_loader
+
+    for images, labels in iterate_loader(loader):
         yield images.to(device, non_blocking=True), labels
 
 

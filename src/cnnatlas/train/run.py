@@ -55,15 +55,15 @@ METRIC_FIELDS = (
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_METRICS_BYTES = 64 * 2**20
 
-_SEED = int_rule(-(2**63), 2**63 - 1)
+SEED_RULE = int_rule(-(2**63), 2**63 - 1)
 _OPT_INT = int_rule(1, MAX_COUNT).or_none()
 #: The schema of config.json: every field a reader uses, with its type and range.
 CONFIG_RULES: dict[str, Rule] = {
     "model": OBJECT,
     "data": OBJECT,
-    "recipe": OBJECT,
+    "recipe": OBJECT.maybe_missing(),  # needed to resume training, not to evaluate
     "adapter": OBJECT,
-    "seed": _SEED,
+    "seed": SEED_RULE.maybe_missing(),
     "world_size": int_rule(1, 1 << 16).maybe_missing(),
     "amp": BOOL.maybe_missing(),
     "channels_last": BOOL.maybe_missing(),
@@ -135,7 +135,8 @@ def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         from cnnatlas.train.recipes import Recipe
 
-        Recipe.from_dict(config["recipe"])
+        if "recipe" in config:
+            Recipe.from_dict(config["recipe"])
         InputAdapter.from_dict(config["adapter"])
     except CnnAtlasError as exc:
         raise CheckpointError(f"{source}: {exc}") from None

@@ -59,6 +59,7 @@ from cnnatlas.train.recipes import Recipe, get_recipe
 from cnnatlas.train.run import (
     CONFIG_FILE,
     DIAGNOSTIC_FILE,
+    SEED_RULE,
     draw_curves,
     read_config,
     read_metrics,
@@ -408,7 +409,9 @@ class _Trainer:
         # before the process group starts and before a byte is written.
         _validate(opts)
         self.kill_at_step = _fault_kill_step()
-        self.model_name = model_name
+        from cnnatlas.registry import _lookup
+
+        self.model_name = _lookup(model_name)[0].name  # the registered spelling (VGG16 → vgg16)
         self.opts = opts
         self.emit: Callback = callback or (lambda event, payload: None)
         self.lock: RunLock | None = None
@@ -449,6 +452,12 @@ class _Trainer:
         opts = self.opts
         self.run_dir = Path(opts.resume)
         config = read_config(self.run_dir)
+        check_fields(
+            config,
+            {"recipe": OBJECT, "seed": SEED_RULE},
+            source=repr(str(self.run_dir / CONFIG_FILE)),
+            error=CheckpointError,
+        )
         saved = config["model"]["name"]
         if saved != self.model_name:
             raise CheckpointError(f"{str(self.run_dir)!r} holds a run of {saved!r}, not {self.model_name!r}")
@@ -659,7 +668,9 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
-        for images, labels in loader:
+        from cnnatlas.data.core import iterate_loader
+
+        for images, labels in iterate_loader(loader):  # a worker's DataError becomes our one line
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def _reseed_step(self, global_step: int) -> None:
