@@ -30,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--optimizer", choices=("sgd", "momentum", "adam"), default="momentum", help="for the training-memory estimate"
     )
     p.add_argument("--measure", action="store_true", help="also run one real training step and print its peak memory")
-    p.add_argument("--num-classes", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--num-classes", type=int, default=None, metavar="N", help="classifier outputs (at most 100,000)")
     p.set_defaults(handler=_cmd_summary)
 
     c = sub.add_parser("compare", help="several models side by side: params, MACs, memory, depth, published accuracy")

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnatlas.data.core import ArrayDataset, normalize_split, require_root
+from cnnatlas.data.core import ArrayDataset, normalize_split, present, require_root
 from cnnatlas.errors import DataError
 from cnnatlas.safeio import open_regular
 
@@ -344,21 +344,21 @@ def _md5(path: Path) -> str:
 def find_folder(spec: CifarSpec, root: Path) -> Path:
     """``root`` itself or ``root/<official folder name>``, whichever holds the meta file."""
     for folder in (root / spec.folder, root):
-        if (folder / spec.meta_file).is_file():
+        if present(folder / spec.meta_file):
             return folder
     return root / spec.folder if (root / spec.folder).is_dir() else root
 
 
 def cifar_splits(spec: CifarSpec, root: str | os.PathLike | None) -> list[str]:
     folder = find_folder(spec, require_root(spec.name, root))
-    if not (folder / spec.meta_file).is_file():
+    if not present(folder / spec.meta_file):
         return []
-    return [split for split, names in spec.splits.items() if all((folder / n).is_file() for n in names)]
+    return [split for split, names in spec.splits.items() if all(present(folder / n) for n in names)]
 
 
 def _checked_file(spec: CifarSpec, folder: Path, file_name: str, verify_checksums: bool) -> Path:
     path = folder / file_name
-    if not path.is_file():
+    if not present(path):
         raise DataError(
             f"{spec.name}: file {file_name} not found in {folder} "
             f"(nor in {folder.parent if folder.name == spec.folder else folder / spec.folder}); "

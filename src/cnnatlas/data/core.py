@@ -45,6 +45,12 @@ def require_root(name: str, root: str | os.PathLike | None) -> Path:
     return path
 
 
+def present(path: Path) -> bool:
+    """``path`` names something other than a folder (a file, or a FIFO or device the reader will
+    refuse with a message saying so, instead of "not found")."""
+    return path.exists() and not path.is_dir()
+
+
 @dataclass
 class ArrayDataset:
     """A data set held in memory as one image tensor and one label tensor.

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnatlas.data.core import ArrayDataset, normalize_split, require_root
+from cnnatlas.data.core import ArrayDataset, normalize_split, present, require_root
 from cnnatlas.errors import DataError
 from cnnatlas.safeio import open_regular
 
@@ -235,7 +235,7 @@ def find_split_file(spec: IdxSpec, root: Path, stem: str) -> Path | None:
     """The first of ``stem`` / ``stem.gz`` found in the candidate folders (raw before gz)."""
     for folder in candidate_folders(spec, root):
         for name in (stem, stem + ".gz"):
-            if (folder / name).is_file():
+            if present(folder / name):
                 return folder / name
     return None
 

@@ -280,13 +280,15 @@ def clean_stale_temporaries(run_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """Committed checkpoints (their JSON files, regular files only), oldest first."""
+    """Committed checkpoints (their JSON files), oldest first."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return []
-    return sorted(Path(e.path) for e in entries if _NAME.match(e.name) and e.is_file(follow_symlinks=False))
+    # Not only regular files: a FIFO or link under a checkpoint's name is reported by the reader
+    # (and skipped for an older checkpoint) rather than silently ignored.
+    return sorted(Path(e.path) for e in entries if _NAME.match(e.name) and not e.is_dir(follow_symlinks=False))
 
 
 @dataclass
