@@ -4,7 +4,6 @@ fallback and the checks on what a state file names."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -36,54 +35,11 @@ def _one_line_error(code: int, err: str, needle: str) -> None:
     assert needle in lines[0], err
 
 
-def _toy_save(run: Path, step: int, keep: int = 2) -> Path:
-    torch.manual_seed(step)
-    model = nn.Linear(3, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.randn(4, 3)).sum().backward()
-    opt.step()
-    return ck.save_checkpoint(
-        run,
-        step=step,
-        model_state=model.state_dict(),
-        optimizer_state=opt.state_dict(),
-        state={"model_name": "toy", "epoch": 0},
-        keep=keep,
-    )
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "done"
     train("lenet5_modern", out=str(out), checkpoint_every_steps=1, **dict(TINY, epochs=2))
     return out
-
-
-# -- pruning deletes only the run's own files --------------------------------------------------
-def test_pruning_never_touches_user_files(tmp_path: Path) -> None:
-    folder = tmp_path / ck.CHECKPOINT_DIR
-    (folder / "best").mkdir(parents=True)
-    user = {"my_model.pt": b"x", "NOTES.txt": b"notes", "best.safetensors": b"w", "step-1.json": b"{}"}
-    for name, data in user.items():
-        (folder / name).write_bytes(data)
-    (folder / "best" / "weights.bin").write_bytes(b"keep")
-    for step in (1, 2, 3, 4):
-        _toy_save(tmp_path, step)
-    for name, data in user.items():
-        assert (folder / name).read_bytes() == data
-    assert (folder / "best" / "weights.bin").read_bytes() == b"keep"
-    assert [p.name for p in ck.list_checkpoints(tmp_path)] == ["step-000000003.json", "step-000000004.json"]
-    assert not list(folder.glob("step-00000000[12].*"))
-
-
-def test_a_folder_in_the_way_of_a_checkpoint_file_keeps_the_committed_ones(tmp_path: Path) -> None:
-    _toy_save(tmp_path, 1)
-    _toy_save(tmp_path, 2)
-    (tmp_path / ck.CHECKPOINT_DIR / "step-000000003.model.safetensors").mkdir()
-    with pytest.raises(Exception, match="cannot write"):
-        _toy_save(tmp_path, 3)
-    assert [p.name for p in ck.list_checkpoints(tmp_path)] == ["step-000000001.json", "step-000000002.json"]
-    ck.load_latest_checkpoint(tmp_path)
 
 
 # -- --out must be new, empty, or a run ------------------------------------------------------------
@@ -162,16 +118,6 @@ def test_stale_temporaries_are_cleaned_on_resume(finished: Path, tmp_path: Path)
     assert not stale.exists() and foreign.read_bytes() == b"mine"
 
 
-def test_files_respect_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        marker = _toy_save(tmp_path, 1)
-    finally:
-        os.umask(old)
-    for path in [marker, *marker.parent.glob("step-*.safetensors")]:
-        assert path.stat().st_mode & 0o777 == 0o644, path
-
-
 def test_saving_streams_without_copying_the_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_clone(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         raise AssertionError("save_checkpoint copied a tensor whole")
@@ -194,16 +140,6 @@ def test_saving_streams_without_copying_the_model(tmp_path: Path, monkeypatch: p
 
 
 # -- checkpoint fallback and what a state may name -------------------------------------------------
-def test_a_broken_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path) -> None:
-    _toy_save(tmp_path, 1)
-    newest = _toy_save(tmp_path, 2)
-    tensors = newest.with_name("step-000000002.model.safetensors")
-    tensors.write_bytes(tensors.read_bytes()[:-3] + b"bad")
-    loaded = ck.load_latest_checkpoint(tmp_path)
-    assert loaded.state["global_step"] == 1
-    assert len(loaded.skipped) == 1 and "step-000000002.json" in loaded.skipped[0] and "SHA-256" in loaded.skipped[0]
-
-
 def test_evaluate_says_which_checkpoint_it_skipped(
     finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -215,50 +151,6 @@ def test_evaluate_says_which_checkpoint_it_skipped(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"skipped checkpoint {newest.name}" in captured.err and "unreadable" in captured.err
-
-
-def _retamper(marker: Path, edit: dict) -> None:
-    state = json.loads(marker.read_text())
-    state.update(edit)
-    state["state_sha256"] = ck._state_digest(state)  # a careful forger: the hash alone does not stop this
-    marker.write_text(json.dumps(state))
-
-
-@pytest.mark.parametrize(
-    "files, needle",
-    [
-        ({"model": "/dev/zero", "optimizer": "x"}, "plain names"),
-        ({"model": "../../other/step-000000001.model.safetensors", "optimizer": "x"}, "plain names"),
-    ],
-)
-def test_a_state_may_name_only_its_own_files(tmp_path: Path, files: dict, needle: str) -> None:
-    marker = _toy_save(tmp_path, 1)
-    _retamper(marker, {"files": files})
-    with pytest.raises(CheckpointError, match=needle):
-        ck.load_checkpoint(marker)
-
-
-@pytest.mark.parametrize("kind", ["fifo", "symlink", "folder"])
-def test_tensor_files_must_be_regular_files_of_the_folder(tmp_path: Path, kind: str) -> None:
-    marker = _toy_save(tmp_path, 1)
-    target = marker.with_name("step-000000001.model.safetensors")
-    outside = tmp_path / "outside.safetensors"
-    shutil.move(target, outside)
-    if kind == "fifo":
-        os.mkfifo(target)
-    elif kind == "symlink":
-        target.symlink_to(outside)
-    else:
-        target.mkdir()
-    with pytest.raises(CheckpointError, match="FIFO|symbolic link|folder"):
-        ck.load_checkpoint(marker)
-
-
-def test_an_edited_state_fails_its_integrity_hash(tmp_path: Path) -> None:
-    marker = _toy_save(tmp_path, 1)
-    marker.write_text(marker.read_text().replace('"epoch": 0', '"epoch": 7'))
-    with pytest.raises(CheckpointError, match="integrity hash"):
-        ck.load_checkpoint(marker)
 
 
 def test_dtype_mismatch_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
