@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnnatlas.errors import InputError
+from cnnatlas.errors import CnnAtlasError, InputError
 from cnnatlas.limits import MAX_IN_CHANS, MAX_NUM_CLASSES
 
 
@@ -137,7 +137,15 @@ def create_model(
         if unknown:
             options = ", ".join(sorted(set(accepted) - {"name"}))
             raise InputError(f"{name} does not accept {', '.join(unknown)}; its options are: {options}")
-    model = builder(**kwargs)
+    try:
+        model = builder(**kwargs)
+    except CnnAtlasError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        # an option of the wrong type or an impossible size (e.g. growth_rate=-5) reaching PyTorch
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items())) or "its defaults"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name} cannot be built with {options}: {first}") from None
     model.model_name = info.name  # lets error messages and the analyser name the network
     return model
 

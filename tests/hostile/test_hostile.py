@@ -259,6 +259,13 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], str]] = {
         lambda c: _train(c, "--model-option", "num_classes=100000000000"),
         "num_classes must be a positive integer of at most",
     ),
+    "model_option_impossible_value": (
+        lambda c: (
+            ["train", "mobilenet_v1_025", "--quiet", "--data", "synthetic", "--out", c.out()]
+            + ["--model-option", "dropout=-3"]
+        ),
+        "mobilenet_v1_025 cannot be built with dropout=-3",
+    ),
     "summary_classes_huge": (lambda c: ["summary", "lenet5", "--num-classes", "100000000"], "at most 100,000"),
     "summary_measure_beyond_memory": (
         lambda c: ["summary", "alexnet", "--input", "3x4096x4096", "--batch", "100000", "--measure"],
