@@ -6,7 +6,7 @@
                     adapter, seed, device, library versions
     metrics.jsonl   one JSON object per epoch
     metrics.csv     the same rows as CSV
-    curves.png      loss and accuracy curves, drawn at the end
+    curves.png      loss and top-1 error curves (cnnatlas.plot.curves), drawn at the end
     checkpoints/    see :mod:`cnnatlas.train.checkpoint`
     diagnostic.json only after a non-finite loss stopped the run
 
@@ -141,33 +141,12 @@ def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def draw_curves(run_dir: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -> Path | None:
-    """Loss and top-1 curves per epoch as curves.png (matplotlib, Agg backend)."""
+    """Loss and top-1 error per epoch as curves.png (:func:`cnnatlas.plot.curves`, the same
+    drawing `cnnatlas plot curves` overlays for several runs)."""
     if not rows:
         return None
-    import matplotlib
+    from cnnatlas.plot.curves import RunCurves, curves
+    from cnnatlas.plot.output import save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r.get("train_loss") for r in rows], marker="o", label="train")
-    if any(r.get("test_loss") is not None for r in rows):
-        ax_loss.plot(epochs, [r.get("test_loss") for r in rows], marker="o", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.plot(epochs, [100 * (r.get("train_top1") or 0) for r in rows], marker="o", label="train")
-    if any(r.get("test_top1") is not None for r in rows):
-        ax_acc.plot(epochs, [100 * (r.get("test_top1") or 0) for r in rows], marker="o", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="top-1")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    path = run_dir / CURVES_PNG
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    figure = curves([RunCurves("run", tuple(rows))], metric=("loss", "error"), title=title or None)
+    return save_figure(figure, run_dir / CURVES_PNG)
