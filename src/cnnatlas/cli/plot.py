@@ -31,9 +31,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lay.add_argument("--metric", choices=("activations", "params", "macs", "all"), default="all")
     r = chart("rf", "receptive field and jump by layer")
     r.add_argument("model", metavar="MODEL")
-    c = chart("curves", "training curves of runs overlaid (thin: train, bold: test)")
+    c = chart("curves", "training curves of runs overlaid (thin: train, dashed: validation, bold: test)")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    c.add_argument("--metric", choices=("error", "train_error", "test_error", "loss"), default="error")
+    c.add_argument("--metric", choices=("error", "train_error", "val_error", "test_error", "loss"), default="error")
     c.add_argument("--x", choices=("epoch", "step"), default="epoch")
 
 

@@ -101,10 +101,14 @@ class ZFNet(AtlasModel):
         self._init(self.fc8)
         self.num_classes = num_classes
 
+    def after_optimizer_step(self) -> None:
+        self.renormalize_filters_()
+
     @torch.no_grad()
     def renormalize_filters_(self, radius: float = 0.1) -> None:
         """§3: "Each filter in the convolutional layers whose RMS value exceeds a fixed radius
-        of 10^-1 is renormalized to this fixed radius" — call after each optimiser step."""
+        of 10^-1 is renormalized to this fixed radius" — the trainer calls it after each
+        optimiser step (through :meth:`after_optimizer_step`)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 rms = module.weight.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()

@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 from cnnatlas.errors import InputError
 from cnnatlas.plot.output import new_figure
 
-CURVE_METRICS = ("error", "train_error", "test_error", "loss")
+CURVE_METRICS = ("error", "train_error", "val_error", "test_error", "loss")
+_SPLIT_STYLE = {"train": (0.9, 0.75), "val": (1.6, 0.9), "test": (2.6, 1.0)}  # line width, opacity
 X_AXES = ("epoch", "step")
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
@@ -73,7 +74,7 @@ def _series(rows: Sequence[Mapping[str, Any]], x: str, key: str, scale_error: bo
 
 def _panel(axes: Any, runs: Sequence[RunCurves], metric: str, x: str) -> None:
     error = metric != "loss"
-    which = {"error": ("train", "test"), "loss": ("train", "test"), "train_error": ("train",)}.get(metric, ("test",))
+    which = ("train", "val", "test") if metric in ("error", "loss") else (metric.split("_")[0],)
     for i, run in enumerate(runs):
         colour = f"C{i % 10}"
         for split in which:
@@ -81,17 +82,19 @@ def _panel(axes: Any, runs: Sequence[RunCurves], metric: str, x: str) -> None:
             xs, ys = _series(run.rows, x, key, error)
             if not xs:
                 continue
+            width, opacity = _SPLIT_STYLE[split]
             axes.plot(
                 xs,
                 ys,
                 color=colour,
-                linestyle=_LINESTYLES[(i // 10) % len(_LINESTYLES)],
+                linestyle=_LINESTYLES[(i // 10) % len(_LINESTYLES)] if split != "val" else "--",
                 marker=_MARKERS[i % len(_MARKERS)],
-                markersize=3 if split == "test" else 2,
+                # a test set evaluated once (after the last epoch) is one point: draw it large
+                markersize=8 if len(xs) == 1 else (3 if split == "test" else 2),
                 markevery=max(1, len(xs) // 12),
-                linewidth=2.4 if split == "test" else 0.9,
-                alpha=1.0 if split == "test" else 0.75,
-                label=f"{run.label} ({split})",
+                linewidth=width,
+                alpha=opacity,
+                label=f"{run.label} ({'validation' if split == 'val' else split})",
                 gid=f"curve:{i}:{split}:{metric}",
             )
     axes.set_xlabel("epoch" if x == "epoch" else "iteration (optimiser steps)")
@@ -105,9 +108,9 @@ def curves(
     x: str = "epoch",
     title: str | None = None,
 ) -> Any:
-    """Overlay the runs' curves: ``metric`` is ``error`` (train thin, test bold), ``train_error``,
-    ``test_error`` or ``loss`` (train thin, test bold), or a sequence of them for side-by-side
-    panels; ``x`` is ``epoch`` or ``step``."""
+    """Overlay the runs' curves: ``metric`` is ``error`` or ``loss`` (training thin, validation
+    medium and dashed, test bold), ``train_error``, ``val_error`` or ``test_error``, or a
+    sequence of them for side-by-side panels; ``x`` is ``epoch`` or ``step``."""
     if isinstance(runs, (str, os.PathLike, RunCurves)):
         runs = [runs]
     loaded = [r if isinstance(r, RunCurves) else load_run_curves(r) for r in runs]
@@ -128,7 +131,7 @@ def curves(
     handles, labels = figure.axes[0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
-    figure.suptitle(title or "training curves (thin: training, bold: test)")
+    figure.suptitle(title or "training curves (thin: training, dashed: validation, bold: test)")
     return figure
 
 

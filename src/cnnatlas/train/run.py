@@ -4,7 +4,8 @@
 
     config.json     everything resolved: model name and options, data, recipe fields, input
                     adapter, seed, device, library versions
-    metrics.jsonl   one JSON object per epoch
+    metrics.jsonl   one JSON object per epoch: train, validation and (last epoch only) test
+                    loss and top-1, lr, time; what the losses measure is config.json's "metrics"
     metrics.csv     the same rows as CSV
     curves.png      loss and top-1 error curves (cnnatlas.plot.curves), drawn at the end
     checkpoints/    see :mod:`cnnatlas.train.checkpoint`
@@ -41,6 +42,10 @@ METRIC_FIELDS = (
     "lr",
     "train_loss",
     "train_top1",
+    "train_objective",
+    "val_loss",
+    "val_top1",
+    "val_top5",
     "test_loss",
     "test_top1",
     "test_top5",
@@ -141,8 +146,9 @@ def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def draw_curves(run_dir: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -> Path | None:
-    """Loss and top-1 error per epoch as curves.png (:func:`cnnatlas.plot.curves`, the same
-    drawing `cnnatlas plot curves` overlays for several runs)."""
+    """Loss and top-1 error per epoch as curves.png: training thin, validation medium, the test
+    result (last epoch only) bold (:func:`cnnatlas.plot.curves`, the same drawing
+    `cnnatlas plot curves` overlays for several runs)."""
     if not rows:
         return None
     from cnnatlas.plot.curves import RunCurves, curves
