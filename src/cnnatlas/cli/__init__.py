@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "cnnatlas.cli.analysis",  # summary, compare
     "cnnatlas.cli.train",  # train, recipes
     "cnnatlas.cli.evaluate",  # evaluate, predict
+    "cnnatlas.cli.bench",  # bench
+    "cnnatlas.cli.export",  # export
 )
 
 
