@@ -24,6 +24,7 @@ a folded state dict no longer fits the registered architecture).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,7 +32,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -112,8 +113,26 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def _unsupported_operator(exc: BaseException) -> str | None:
-    match = re.search(r"(aten::\w+|prim::\w+|onnx::\w+)", str(exc))
+    text = str(exc)
+    match = re.search(r"operator '?((?:aten|prim|onnx)::\w+)", text) or re.search(r"((?:aten|prim)::\w+)", text)
     return match.group(1) if match else None
+
+
+@contextlib.contextmanager
+def _silenced_stdout() -> Iterator[None]:
+    """The TorchScript-based exporter's C++ code prints the whole graph to file descriptor 1
+    when an operator fails; the error we raise says what matters in one line."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -166,7 +185,7 @@ def export_onnx(
         else:
             kwargs["dynamic_axes"] = {"input": {0: "batch"}, "logits": {0: "batch"}}
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _silenced_stdout():
             warnings.simplefilter("ignore")  # tracer and deprecation notes about our own input checks
             torch.onnx.export(model, (example,), str(path), dynamo=exporter == "dynamo", **kwargs)
     except Exception as exc:  # noqa: BLE001 - every exporter failure means this network cannot be exported
