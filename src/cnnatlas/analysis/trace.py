@@ -100,6 +100,7 @@ class TraceResult:
     uncounted_ops: dict[str, int]
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
+    op_costs: dict[str, list[int]] = field(default_factory=dict)  # ATen op → [calls, MACs, FLOPs, elements]
 
 
 class _ParamInfo:
@@ -343,7 +344,7 @@ class Tracer:
     hook are its methods, and the state they share (rows, module stack, receptive-field table,
     per-tensor depth, storage bookkeeping) is its attributes.
 
-    ``Tracer(model, state, names).run(x)`` returns a :class:`TraceResult`; a tracer runs once."""
+    ``Tracer(model, state, names).run(args, kwargs)`` returns a :class:`TraceResult`; a tracer runs once."""
 
     def __init__(self, model: nn.Module, state: dict[str, Tensor] | None, names: dict[str, str]) -> None:
         self.model = model
@@ -367,12 +368,16 @@ class Tracer:
         self.saved: dict[int, int] = {}  # storage → bytes autograd keeps for backward
         self.created_at: dict[int, int] = {}  # storage → index of the (non-aliasing) op that created it
         self.op_count = 0
+        self.op_costs: dict[str, list[int]] = {}  # ATen op → [calls, MACs, FLOPs, new elements]
 
     # -- the run -----------------------------------------------------------------------------------
-    def run(self, x: Tensor) -> TraceResult:
-        self.rf.set(x, INPUT_FIELD)
-        self.depth_of[id(x)] = 0
-        self.keep_alive.append(x)
+    def run(self, args: tuple[Tensor, ...], kwargs: dict[str, Tensor]) -> TraceResult:
+        for x in (*args, *kwargs.values()):
+            # Receptive fields are for 2-D spatial maps: N×C×H×W floating-point inputs.
+            if x.dim() == 4 and x.is_floating_point():
+                self.rf.set(x, INPUT_FIELD)
+            self.depth_of[id(x)] = 0
+            self.keep_alive.append(x)
         handles = []
         for path, module in self.modules:
             handles.append(module.register_forward_pre_hook(partial(self.on_module_start, path)))
@@ -384,9 +389,9 @@ class Tracer:
                 _OpDispatchMode(self.on_op),
             ):
                 if self.state is not None:
-                    output = torch.func.functional_call(self.model, self.state, (x,))
+                    output = torch.func.functional_call(self.model, self.state, args, kwargs)
                 else:
-                    output = self.model(x)
+                    output = self.model(*args, **kwargs)
         finally:
             for handle in handles:
                 handle.remove()
@@ -399,6 +404,7 @@ class Tracer:
             uncounted_ops=self.uncounted,
             unused_params=self.params.unassigned_numel(),
             modules=self.modules,
+            op_costs=self.op_costs,
         )
 
     # -- hooks ---------------------------------------------------------------------------------------
@@ -462,6 +468,14 @@ class Tracer:
             row = self._functional_row(frame, name, outputs, aliasing)
         row.macs += macs
         row.flops += flops
+        costs = self.op_costs.get(name)
+        if costs is None:
+            costs = self.op_costs[name] = [0, 0, 0, 0]
+        costs[0] += 1
+        costs[1] += macs
+        costs[2] += flops
+        if not aliasing and outputs:
+            costs[3] += outputs[0].numel()
         row.add_spec(rules.op_spec(func, args, kwargs, out))
 
     def on_saved_tensor(self, tensor: Tensor) -> Tensor:
@@ -519,13 +533,14 @@ class Tracer:
 
 def trace(
     model: nn.Module,
-    x: Tensor,
+    args: tuple[Tensor, ...],
+    kwargs: dict[str, Tensor],
     state: dict[str, Tensor] | None,
     names: dict[str, str],
 ) -> TraceResult:
-    """Run ``model`` on the meta tensor ``x`` (through ``functional_call`` with ``state`` when
-    given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
-    return Tracer(model, state, names).run(x)
+    """Run ``model(*args, **kwargs)`` on meta tensors (through ``functional_call`` with ``state``
+    when given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
+    return Tracer(model, state, names).run(args, kwargs)
 
 
 def _module_depth(path: str) -> int:
