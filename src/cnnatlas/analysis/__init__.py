@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnatlas.analysis.memory import measure_training_step, optimizer_state_bytes
 from cnnatlas.analysis.render import Analysis, LayerRow
-from cnnatlas.analysis.trace import RawRow, display_namer, trace
+from cnnatlas.analysis.trace import RawRow, TraceResult, display_namer, trace
 from cnnatlas.base import find_collapsing_layer, smallest_working_input
 from cnnatlas.errors import InputError
 
@@ -107,16 +107,41 @@ def analyze(
     size = _check_input_size(
         input_size or registered_input or ((chans,) + DEFAULT_INPUT[1:] if chans else DEFAULT_INPUT), batch
     )
-    shape = (batch, *size)
-    x = torch.empty(shape, device="meta", dtype=dtype)
+    x = torch.empty((batch, *size), device="meta", dtype=dtype)
     names = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
+    # A model built here is not handed back, so its mode need not be restored.
+    result = _trace_eval(model, name, x, state, names, restore_mode=not isinstance(model_or_name, str))
     display = display_namer(names)
+    return Analysis(
+        model=name,
+        input_shape=list(x.shape),
+        dtype=str(dtype).replace("torch.", ""),
+        optimizer=optimizer,
+        layers=[_finish(raw) for raw in result.rows],
+        totals=_totals(model, state, x, result, optimizer),
+        min_input_size=getattr(model, "min_input_size", None),
+        uncounted_ops=dict(result.uncounted_ops),
+        module_types={path: type(m).__name__ for path, m in result.modules},
+        module_names={path: display(path) or type(m).__name__ for path, m in result.modules},
+    )
 
-    was_training = model.training and not isinstance(model_or_name, str)  # a model built here is not handed back
+
+def _trace_eval(
+    model: nn.Module,
+    name: str,
+    x: torch.Tensor,
+    state: dict[str, torch.Tensor] | None,
+    names: dict[str, str],
+    restore_mode: bool,
+) -> TraceResult:
+    """Trace ``model`` in eval mode; a failure caused by a too-small input becomes an
+    InputError that names the collapsing layer and the smallest input that works."""
+    was_training = model.training and restore_mode
     if any(module.training for module in model.modules()):
         model.eval()
+    shape = tuple(x.shape)
     try:
-        result = trace(model, x, state, names)
+        return trace(model, x, state, names)
     except InputError as exc:
         if "got" in str(exc) and "channel" not in str(exc):
             raise _too_small(model, name, shape, str(exc)) from None
@@ -124,18 +149,22 @@ def analyze(
     except (RuntimeError, ValueError, IndexError):
         where = find_collapsing_layer(model, shape)
         if where:
-            raise _too_small(
-                model, name, shape, f"{name} cannot run on input {'×'.join(map(str, size))}: {where}"
-            ) from None
+            size = "×".join(map(str, shape[1:]))
+            raise _too_small(model, name, shape, f"{name} cannot run on input {size}: {where}") from None
         raise
     finally:
         if was_training:
             model.train()
 
-    rows = [_finish(raw) for raw in result.rows]
-    module_types = {path: type(m).__name__ for path, m in result.modules}
-    module_names = {path: display(path) or type(m).__name__ for path, m in result.modules}
 
+def _totals(
+    model: nn.Module,
+    state: dict[str, torch.Tensor] | None,
+    x: torch.Tensor,
+    result: TraceResult,
+    optimizer: str,
+) -> dict[str, int]:
+    """Whole-network figures: counts summed over the rows, parameters, and the memory estimate."""
     named_params = list(model.named_parameters())
     real_params = [p for _, p in named_params]
     if state is not None:
@@ -144,13 +173,7 @@ def analyze(
         buffers = [t for k, t in state.items() if k not in param_keys]
     else:
         params, buffers = real_params, list(model.buffers())
-    trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    param_bytes = sum(p.numel() * p.element_size() for p in params)
-    buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
-    # Training-mode dropout keeps a 1-byte mask and creates a new output the next layer saves.
-    dropout_bytes = sum(_dropout_training_bytes(raw, dtype) for raw in result.rows)
-    saved = result.saved_bytes + dropout_bytes
-    opt_bytes = optimizer_state_bytes(trainable_bytes, optimizer)
+    rows = result.rows
     totals = {
         "params": sum(p.numel() for p in real_params),
         "trainable_params": sum(p.numel() for p in real_params if p.requires_grad),
@@ -162,26 +185,30 @@ def analyze(
         "activation_bytes": sum(r.activation_bytes for r in rows),
         "input_activations": x.numel(),
         "input_bytes": x.numel() * x.element_size(),
+        "network_depth": result.network_depth,
+    }
+    totals.update(_training_memory(params, buffers, result, x.dtype, optimizer))
+    return totals
+
+
+def _training_memory(
+    params: list[torch.Tensor], buffers: list[torch.Tensor], result: TraceResult, dtype: torch.dtype, optimizer: str
+) -> dict[str, int]:
+    """Parameters + gradients + optimiser state + activations saved for backward (docs/analysis.md)."""
+    trainable_bytes = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
+    # Training-mode dropout keeps a 1-byte mask and creates a new output the next layer saves.
+    saved = result.saved_bytes + sum(_dropout_training_bytes(raw, dtype) for raw in result.rows)
+    opt_bytes = optimizer_state_bytes(trainable_bytes, optimizer)
+    return {
         "param_bytes": param_bytes,
         "buffer_bytes": buffer_bytes,
-        "network_depth": result.network_depth,
         "saved_activation_bytes": saved,
         "gradient_bytes": trainable_bytes,
         "optimizer_state_bytes": opt_bytes,
         "training_memory_bytes": param_bytes + buffer_bytes + trainable_bytes + opt_bytes + saved,
     }
-    return Analysis(
-        model=name,
-        input_shape=list(shape),
-        dtype=str(dtype).replace("torch.", ""),
-        optimizer=optimizer,
-        layers=rows,
-        totals=totals,
-        min_input_size=getattr(model, "min_input_size", None),
-        uncounted_ops=dict(result.uncounted_ops),
-        module_types=module_types,
-        module_names=module_names,
-    )
 
 
 def _dropout_training_bytes(raw: RawRow, dtype: torch.dtype) -> int:

@@ -7,6 +7,9 @@ import json
 from typing import Any
 
 FORMATS = ("table", "markdown", "csv", "json")
+# The test protocols a paper reports (cnnatlas.published.PROTOCOLS), less the two that only
+# describe other data ("full image") or missing information ("not stated").
+PROTOCOL_CHOICES = ("1 crop", "10 crops", "144 crops", "dense, 1 scale", "dense, 3 scales", "dense, multi-scale")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +44,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="one input size for all (default: each model's own)",
     )
     c.add_argument("--format", choices=FORMATS, default="table")
+    c.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default="1 crop",
+        help="test protocol of the published columns (default: a single crop); cells measured "
+        "another way are marked and footnoted",
+    )
     c.set_defaults(handler=_cmd_compare)
 
 
@@ -112,22 +122,35 @@ COMPARE_HEADERS = (
     "forward activations",
     "min input",
     "depth",
-    "top-1",
-    "top-5",
+    "data set",
+    "top-1 error %",
+    "top-5 error %",
     "source",
 )
+OTHER_PROTOCOL_MARK = "*"
 
 
-def compare_rows(names: list[str], input_size: tuple[int, int, int] | None = None) -> list[dict[str, Any]]:
-    """One dict per model: the figures `cnnatlas compare` shows (plain numbers)."""
+def compare_rows(
+    names: list[str], input_size: tuple[int, int, int] | None = None, protocol: str = "1 crop"
+) -> list[dict[str, Any]]:
+    """One dict per model: the figures `cnnatlas compare` shows (plain numbers).
+
+    ``top1``/``top5`` are the single-model published errors under ``protocol`` (the single
+    crop by default; CIFAR's and MNIST's whole image counts as one) on the model's own data
+    set, or the closest other protocol with ``other_protocol`` set (cnnatlas.published.select).
+    """
     from cnnatlas.analysis import analyze
+    from cnnatlas.published import matches_protocol, select
     from cnnatlas.registry import model_info
 
     rows = []
     for name in names:
         info = model_info(name)  # unknown names raise InputError with suggestions
         result = analyze(name, input_size=input_size)
-        top1, top5 = _published(info.results)
+        cells = {}
+        for key, metric in (("top1", "top-1"), ("top5", "top-5")):
+            chosen = select(info.results, metric, info.dataset, protocol)
+            cells[key] = None if chosen is None else _result_cell(chosen, info, not matches_protocol(chosen, protocol))
         rows.append(
             {
                 "model": name,
@@ -137,42 +160,61 @@ def compare_rows(names: list[str], input_size: tuple[int, int, int] | None = Non
                 "activation_bytes": result.totals["activation_bytes"],
                 "min_input_size": info.min_input_size,
                 "depth": result.totals["network_depth"],
-                "top1": top1,
-                "top5": top5,
+                "dataset": info.dataset,
+                **cells,
             }
         )
     return rows
 
 
-def _published(results: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The first published top-1 and top-5 figure, with metric, data set and source."""
-    found: dict[str, dict[str, Any]] = {}
-    for r in results:
-        metric = r.metric.lower()
-        key = (
-            "top1" if "top-1" in metric or metric in ("error", "accuracy") else ("top5" if "top-5" in metric else None)
-        )
-        if key and key not in found:
-            found[key] = {"metric": r.metric, "value": r.value, "dataset": r.dataset, "source": r.source}
-    return found.get("top1"), found.get("top5")
+def _result_cell(r: Any, info: Any, other_protocol: bool) -> dict[str, Any]:
+    publisher = r.reference or f"{info.paper.short()} {info.paper.year}"
+    return {
+        "error": r.error,
+        "dataset": r.dataset,
+        "split": r.split,
+        "protocol": r.protocol,
+        "models": r.models,
+        "setting": r.setting,
+        "source": f"{publisher}, {r.source}",
+        "other_protocol": other_protocol,
+    }
+
+
+def compare_footnotes(rows: list[dict[str, Any]], protocol: str) -> list[str]:
+    """The lines under the table: what the columns hold and which cells are another protocol."""
+    lines = [
+        f"Published error, single model, {protocol} (CIFAR/MNIST: the whole test image); "
+        f"ImageNet-1k figures are on the validation set."
+    ]
+    for row in rows:
+        for key, metric in (("top1", "top-1"), ("top5", "top-5")):
+            cell = row[key]
+            if cell is not None and cell["other_protocol"]:
+                lines.append(
+                    f"{OTHER_PROTOCOL_MARK} {row['model']} {metric}: {cell['protocol']}"
+                    + (f" ({cell['setting']})" if cell["setting"] else "")
+                    + f", {cell['source']}"
+                )
+    return lines
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from cnnatlas.analysis.render import human, human_bytes, markdown_table
 
-    rows = compare_rows(args.models, args.input)
+    rows = compare_rows(args.models, args.input, args.protocol)
     if args.format == "json":
         print(json.dumps(rows, indent=1))
         return 0
 
-    def result_text(r: dict[str, Any] | None) -> str:
-        return "" if r is None else f"{r['value']:g}% {r['metric'].replace('top-1 ', '').replace('top-5 ', '')}"
+    def result_text(cell: dict[str, Any] | None) -> str:
+        if cell is None:
+            return ""
+        return f"{cell['error']:g}" + (OTHER_PROTOCOL_MARK if cell["other_protocol"] else "")
 
     cells = []
     for r in rows:
-        sources = "; ".join(
-            dict.fromkeys(f"{p['dataset']}, {p['source']}" for p in (r["top1"], r["top5"]) if p is not None)
-        )
+        sources = "; ".join(dict.fromkeys(p["source"] for p in (r["top1"], r["top5"]) if p is not None))
         cells.append(
             [
                 r["model"],
@@ -182,13 +224,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 human_bytes(r["activation_bytes"]),
                 str(r["min_input_size"]),
                 str(r["depth"]),
+                r["dataset"],
                 result_text(r["top1"]),
                 result_text(r["top5"]),
                 sources,
             ]
         )
+    notes = compare_footnotes(rows, args.protocol)
     if args.format == "markdown":
         print(markdown_table(COMPARE_HEADERS, cells))
+        print()
+        print("\n\n".join(notes))
     elif args.format == "csv":
         import csv
         import sys
@@ -203,12 +249,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 "activation_bytes",
                 "min_input_size",
                 "depth",
-                "top1",
-                "top5",
+                "dataset",
+                "top1_error",
+                "top1_protocol",
+                "top5_error",
+                "top5_protocol",
                 "source",
             ]
         )
         for r, c in zip(rows, cells):
+            top1, top5 = r["top1"] or {}, r["top5"] or {}
             writer.writerow(
                 [
                     r["model"],
@@ -218,20 +268,28 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     r["activation_bytes"],
                     r["min_input_size"],
                     r["depth"],
-                    c[7],
-                    c[8],
-                    c[9],
+                    r["dataset"],
+                    top1.get("error", ""),
+                    top1.get("protocol", ""),
+                    top5.get("error", ""),
+                    top5.get("protocol", ""),
+                    c[10],
                 ]
             )
     else:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(*COMPARE_HEADERS, title="comparison (forward activations: batch 1, float32)")
+        table = Table(
+            *COMPARE_HEADERS,
+            title="comparison (forward activations: batch 1, float32)",
+            caption="\n".join(notes),
+            caption_justify="left",
+        )
         for c in cells:
             table.add_row(*c)
         Console().print(table)
     return 0
 
 
-__all__ = ["add_commands", "compare_rows", "parse_input_size"]
+__all__ = ["add_commands", "compare_footnotes", "compare_rows", "parse_input_size"]

@@ -1,8 +1,10 @@
 """`cnnatlas evaluate` and `cnnatlas predict`.
 
 ``cnnatlas evaluate RUN_DIR --format json`` prints ``{"top1": 0.987, "top5": 0.999, "loss": …,
-"n": 1000, …}`` (fractions, DESIGN.md §5) plus the protocol, data set and split it used. The
-run's own data set and ``--root`` (from its config.json) are the defaults.
+"n": 1000, …}`` (fractions, not percent) plus the protocol, data set and split it used. The
+run's own data set and ``--root`` (from its config.json) are the defaults. ``--split val`` is the
+validation split the run carved from its training split (fraction and seed from config.json),
+``--split train`` the rest of the training split, ``--split test`` the held-out test split.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `cnnatlas train`")
     p.add_argument("--data", default=None, help="data set name (default: the run's)")
     p.add_argument("--root", default=None, help="data folder (default: the run's)")
-    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="test",
+        help="test (default); val: the validation images the run held out of its training split; "
+        "train: the images it trained on",
+    )
     p.add_argument(
         "--tta",
         choices=TTA_PROTOCOLS,
@@ -120,18 +128,32 @@ def _data_spec(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_eval_dataset(config: dict[str, Any], *, name: str | None, root: str | None, split: str) -> Any:
-    """The data set to evaluate on: ``--data``/``--root`` or else the run's own."""
+    """The data set to evaluate on: ``--data``/``--root`` or else the run's own. ``split`` is
+    ``train``, ``val`` or ``test``; ``train`` and ``val`` of the run's own data set are the two
+    parts of its training split, carved as config.json's ``data.validation`` records."""
     from cnnatlas.data import load_dataset
+    from cnnatlas.data.validation import carve_validation
 
     spec = _data_spec(config)
     data_name = name or spec.get("name")
     if not data_name:
         raise InputError("the run's config.json names no data set; pass --data NAME")
+    own_data = data_name == spec.get("name")
     options: dict[str, Any] = {}
-    if data_name == spec.get("name"):
+    if own_data:
         options = dict(spec.get("options") or {})
         root = root if root is not None else spec.get("root")
-    return load_dataset(data_name, root=root, split=split, **options)
+    if split == "test":
+        return load_dataset(data_name, root=root, split="test", **options)
+    validation = spec.get("validation") or {}
+    fraction = float(validation.get("fraction") or 0.0) if own_data else 0.0
+    if split == "val" and fraction == 0:
+        reason = "was trained without a validation split (--val-fraction 0)" if own_data else "did not train on it"
+        raise InputError(f"--split val: the run {reason}, so it has no validation images of {data_name!r}")
+    train_part, val_part = carve_validation(
+        load_dataset(data_name, root=root, split="train", **options), fraction, int(validation.get("seed", 0))
+    )
+    return val_part if split == "val" else train_part
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
