@@ -96,17 +96,12 @@ def test_bad_arguments_are_input_errors() -> None:
 
 
 def test_fit_of_time_against_operations() -> None:
-    from cnnatlas.bench import BenchRow
-
-    def row(gmacs: float, ms: float) -> BenchRow:
-        return BenchRow(
-            "m", "eager", "fp32", "infer", 1, [1], ms, 0, ms, 1000 / ms, 5, None, "", int(gmacs * 1e9), 0, None
-        )
-
-    fit = fit_time_against_operations([row(1, 12), row(2, 22), row(4, 42)])
+    fit = fit_time_against_operations([(1, 12), (2, 22), (4, 42)])
     assert fit["ms_per_gmac"] == pytest.approx(10) and fit["intercept_ms"] == pytest.approx(2)
     assert fit["r2"] == pytest.approx(1)
-    assert fit_time_against_operations([row(1, 1)]) is None
+    assert fit_time_against_operations([(1, 1)]) is None
+    # a point off the line lowers R²
+    assert fit_time_against_operations([(1, 12), (2, 22), (4, 80)])["r2"] < 0.99
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -144,3 +139,55 @@ def test_bench_command_errors_are_one_line_and_write_nothing(tmp_path: Path, cap
     one_line(["bench", "lenet5", "--dtype", "fp16", "--out", out_file], "needs a GPU")
     one_line(["bench", "lenet5", "--out", str(tmp_path / "absent" / "r.json")], "cannot write")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the chart ---------------------------------------------------------------------------------
+def _result(rows: list[tuple[str, int, float, int]]) -> dict:
+    """A bench result with (model, batch, ms per image, MACs per image) rows."""
+    return {
+        "environment": {"cpu": "test CPU", "threads": 2, "torch": torch.__version__},
+        "peak": {"flops": None, "derivation": ""},
+        "results": [
+            {
+                "model": m,
+                "backend": "eager",
+                "dtype": "fp32",
+                "mode": "infer",
+                "batch": b,
+                "ms_per_image": ms,
+                "macs_per_image": macs,
+                "peak_memory_bytes": b * 2**20,
+            }
+            for m, b, ms, macs in rows
+        ],
+    }
+
+
+def test_bench_chart_has_time_memory_and_operations_panels() -> None:
+    from cnnatlas.plot import bench
+
+    result = _result(
+        [("a", 1, 10.0, 1_000_000_000), ("a", 4, 6.0, 1_000_000_000), ("b", 1, 30.0, 3_000_000_000)]
+        + [("b", 4, 16.0, 3_000_000_000), ("c", 4, 26.0, 5_000_000_000)]
+    )
+    figure = bench(result, batch=4)
+    time_axes, memory_axes, ops_axes = figure.axes
+    assert [line.get_label() for line in time_axes.get_lines()] == ["a", "b", "c"]
+    assert len(memory_axes.get_lines()) == 3
+    # points (1, 6), (3, 16), (5, 26) lie on 1 + 5x exactly
+    (fit_line,) = ops_axes.get_lines()
+    assert "1.00 ms + 5.00 ms/G-MAC, R² = 1.00" in fit_line.get_label()
+    with pytest.raises(InputError, match="batch size 2 was not measured"):
+        bench(result, batch=2)
+
+
+def test_plot_bench_command(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_result([("a", 1, 10.0, 10**9), ("b", 1, 20.0, 2 * 10**9)])))
+    code, out, err = _cli(capfd, "plot", "bench", str(path), "--out", str(tmp_path / "b.png"))
+    assert code == 0, err
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "bad.json").write_text('{"results": []}')
+    code, out, err = _cli(capfd, "plot", "bench", str(tmp_path / "bad.json"), "--out", str(tmp_path / "c.png"))
+    assert code == 2 and err.count("\n") == 1 and "not a `cnnatlas bench" in err
+    assert not (tmp_path / "c.png").exists()
