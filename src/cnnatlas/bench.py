@@ -442,10 +442,9 @@ def _train_step(
     return step, [*_model_tensors(model), *momentum, x, labels]
 
 
-def fit_time_against_operations(rows: Sequence[BenchRow]) -> dict[str, float] | None:
-    """Least-squares fit ``ms per image = a + b × GMACs per image`` over ``rows`` (one per model)
-    and its R², to answer whether operations predict speed."""
-    points = [(r.macs_per_image / 1e9, r.ms_per_image) for r in rows]
+def fit_time_against_operations(points: Sequence[tuple[float, float]]) -> dict[str, float] | None:
+    """Least-squares fit ``ms per image = a + b × G-MACs per image`` over ``(G-MACs, ms)``
+    points (one per model) and its R², to answer whether operations predict speed."""
     if len({p[0] for p in points}) < 2:
         return None
     n = len(points)

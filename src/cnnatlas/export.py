@@ -80,13 +80,11 @@ class ModelSpec:
 
 # -- helpers -----------------------------------------------------------------------------------
 def _writable_destination(path: Path) -> Path:
-    parent = path.parent if str(path.parent) else Path(".")
+    from cnnatlas.plot.output import check_output_path
+
     if path.is_dir():
         raise InputError(f"output path {str(path)!r} is a directory; name a file")
-    if not parent.is_dir():
-        raise InputError(f"cannot write {str(path)!r}: folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {str(path)!r}: folder {str(parent)!r} is not writable")
+    check_output_path(path, directory=True)
     return path
 
 

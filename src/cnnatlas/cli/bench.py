@@ -115,9 +115,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if out is None:
         print(text, end="")
     else:
-        from cnnatlas.train.checkpoint import atomic_write_bytes
+        from cnnatlas.plot.output import write_output
 
-        atomic_write_bytes(out, text.encode())
+        write_output(out, text.encode())
     return 0
 
 
@@ -125,13 +125,12 @@ def _check_out(out: str | None) -> Path | None:
     """Fail before measuring, not after, when the output file cannot be written."""
     if out is None:
         return None
-    import os
+    from cnnatlas.plot.output import check_output_path
 
-    path = Path(out)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write {out!r}: its folder does not exist or is not writable")
-    return path
+    if Path(out).is_dir():
+        raise InputError(f"cannot write {out!r}: it is a directory")
+    check_output_path(out, directory=True)
+    return Path(out)
 
 
 def render(result: dict[str, Any], fmt: str) -> str:
