@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnatlas.analysis.inputs import ExampleInputs, example_inputs
 from cnnatlas.analysis.memory import measure_training_step, optimizer_state_bytes
+from cnnatlas.analysis.receptive import UNKNOWN
 from cnnatlas.analysis.render import Analysis, LayerRow
 from cnnatlas.analysis.trace import RawRow, TraceResult, display_namer, trace
 from cnnatlas.base import find_collapsing_layer, smallest_working_input
@@ -138,6 +139,7 @@ def analyze(
         module_types={path: type(m).__name__ for path, m in result.modules},
         module_names={path: display(path) or type(m).__name__ for path, m in result.modules},
         inputs=inputs.describe(),
+        field_unknown_ops=dict(result.field_unknown_ops),
         operators={
             name: {"calls": c[0], "macs": c[1], "flops": c[2], "activations": c[3]}
             for name, c in result.op_costs.items()
@@ -255,12 +257,24 @@ def _finish(raw: RawRow) -> LayerRow:
         flops=raw.flops,
         activations=raw.activations,
         activation_bytes=raw.activation_bytes,
-        receptive_field=int(round(max(field[0].r, field[1].r))) if field else 0,
-        jump=int(round(max(field[0].j, field[1].j))) if field else 0,
-        start=float(field[0].start) if field else 0.0,
+        receptive_field=None if field is UNKNOWN else _whole(max(field[0].r, field[1].r)) if field else 0,
+        jump=None if field is UNKNOWN else _number(max(field[0].j, field[1].j)) if field else 0,
+        start=float(field[0].start) if field and field is not UNKNOWN else 0.0,
         depth=raw.depth,
         path=raw.path,
     )
+
+
+def _number(value: float) -> float | int:
+    """An int when whole (a jump of 2), else the fraction (0.5 after a ×2 upsampling)."""
+    value = round(value, 6)
+    return int(value) if value == int(value) else value
+
+
+def _whole(value: float) -> int:
+    """A field size in whole input pixels: after an upsampling the recursion runs at a fractional
+    jump and its value is rounded up to the pixels a field touches."""
+    return math.ceil(round(value, 6))
 
 
 def _module_spec(raw: RawRow) -> str:

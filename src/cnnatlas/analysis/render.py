@@ -167,6 +167,7 @@ class Analysis:
     measured: dict[str, Any] | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)  # name, shape, dtype of each input
     operators: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)  # ATen op → calls, costs
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops after which the field is "?"
 
     # -- access ----------------------------------------------------------------------------------
     def row(self, name: str) -> LayerRow:
@@ -238,6 +239,8 @@ class Analysis:
         }
         if self.uncounted_ops:
             data["uncounted_ops"] = dict(self.uncounted_ops)
+        if self.field_unknown_ops:
+            data["receptive_field_unknown_after"] = dict(self.field_unknown_ops)
         if self.measured is not None:
             data["measured"] = dict(self.measured)
         return data
@@ -278,6 +281,8 @@ class Analysis:
             lines.append(("measured peak", f"{human_bytes(self.measured['peak_bytes'])} ({self.measured['method']})"))
         if self.uncounted_ops:
             lines.append(("ops without a FLOP rule (0 FLOPs)", ", ".join(sorted(self.uncounted_ops))))
+        if self.field_unknown_ops:
+            lines.append(('receptive field unknown ("?") after', ", ".join(sorted(self.field_unknown_ops))))
         return lines
 
     def to_markdown(self, columns: Sequence[str] = DEFAULT_COLUMNS) -> str:

@@ -71,7 +71,7 @@ class RawRow:
     activations: int = 0
     activation_bytes: int = 0
     output_shape: list[int] = field(default_factory=list)
-    rf: Field | None = None
+    rf: Any = None  # Field, receptive.UNKNOWN, or None where no 2-D spatial path leads
     spec: tuple[int, str] | None = None
     module_attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -101,6 +101,7 @@ class TraceResult:
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
     op_costs: dict[str, list[int]] = field(default_factory=dict)  # ATen op → [calls, MACs, FLOPs, elements]
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops that made a receptive field "?"
 
 
 class _ParamInfo:
@@ -147,7 +148,7 @@ class _OpDispatchMode(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         # Same rule as FlopCounterMode: decompose whatever can be decomposed, count the rest.
-        if func is not torch.ops.prim.device.default and func not in _FAST_META:
+        if func is not torch.ops.prim.device.default and func not in _FAST_META and func not in _KEEP_WHOLE:
             with self:
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:
@@ -314,6 +315,18 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
     return first if inplace else first.new_empty(first.shape)
 
 
+# Run whole rather than decomposed: the receptive field needs their arguments (nearest
+# interpolation decomposes into index arithmetic). Neither form has a FLOP formula in
+# torch.utils.flop_counter, so MACs stay FlopCounterMode's ÷ 2.
+_KEEP_WHOLE = frozenset(
+    (
+        torch.ops.aten.upsample_nearest2d.default,
+        torch.ops.aten.upsample_nearest2d.vec,
+        torch.ops.aten._upsample_nearest_exact2d.default,
+        torch.ops.aten._upsample_nearest_exact2d.vec,
+    )
+)
+
 _FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _fast_batch_norm_eval,
     torch.ops.aten.cat.default: _fast_cat,
@@ -405,6 +418,7 @@ class Tracer:
             unused_params=self.params.unassigned_numel(),
             modules=self.modules,
             op_costs=self.op_costs,
+            field_unknown_ops=self.rf.unknown_ops,
         )
 
     # -- hooks ---------------------------------------------------------------------------------------
