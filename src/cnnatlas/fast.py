@@ -207,7 +207,9 @@ class FastModel(nn.Module):
         super().__init__()
         self.prepared = prepared
         self.settings = settings
-        self._runner = runner if runner is not None else prepared
+        # Not a registered submodule: a compiled wrapper shares ``prepared``'s parameters, which
+        # must appear once in state_dict() and parameters().
+        object.__setattr__(self, "_runner", runner if runner is not None else prepared)
 
     def forward(self, x: Tensor) -> Any:
         device_type = torch.device(self.settings.device).type
