@@ -13,7 +13,7 @@ from cnnatlas.errors import InputError
 from cnnatlas.train.recipes import Recipe, get_recipe, list_recipes
 from cnnatlas.train.trainer import LRSchedule
 
-# The default recipes named by model registrations (brief of issue #5).
+# The recipes docs/training.md documents.
 EXPECTED = {
     "lenet5",
     "alexnet2012",
