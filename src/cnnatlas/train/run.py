@@ -7,7 +7,7 @@
     metrics.jsonl   one JSON object per epoch: train, validation and (last epoch only) test
                     loss and top-1, lr, time; what the losses measure is config.json's "metrics"
     metrics.csv     the same rows as CSV
-    curves.png      loss and accuracy curves, drawn at the end
+    curves.png      loss and top-1 error curves (cnnatlas.plot.curves), drawn at the end
     checkpoints/    see :mod:`cnnatlas.train.checkpoint`
     diagnostic.json only after a non-finite loss stopped the run
 
@@ -146,33 +146,13 @@ def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def draw_curves(run_dir: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -> Path | None:
-    """Loss and top-1 curves per epoch as curves.png: train and validation lines, the test
-    result as one marker at the last epoch. Drawn on a matplotlib ``Figure`` with the Agg
-    canvas directly, so the caller's pyplot backend is left alone."""
+    """Loss and top-1 error per epoch as curves.png: training thin, validation medium, the test
+    result (last epoch only) bold (:func:`cnnatlas.plot.curves`, the same drawing
+    `cnnatlas plot curves` overlays for several runs)."""
     if not rows:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from cnnatlas.plot.curves import RunCurves, curves
+    from cnnatlas.plot.output import save_figure
 
-    epochs = [r["epoch"] for r in rows]
-    fig = Figure(figsize=(10, 4))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for ax, key, scale, label in ((ax_loss, "loss", 1, "cross-entropy (T = 1)"), (ax_acc, "top1", 100, "top-1 (%)")):
-        for split, style in (("train", "o-"), ("val", "s-"), ("test", "D")):
-            points = [
-                (e, scale * r[f"{split}_{key}"]) for e, r in zip(epochs, rows) if r.get(f"{split}_{key}") is not None
-            ]
-            if points:
-                ax.plot(*zip(*points), style, label="validation" if split == "val" else split)
-        ax.set(xlabel="epoch", ylabel=label, title=label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    path = run_dir / CURVES_PNG
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    figure = curves([RunCurves("run", tuple(rows))], metric=("loss", "error"), title=title or None)
+    return save_figure(figure, run_dir / CURVES_PNG)
