@@ -1,7 +1,8 @@
 """Evaluation with the papers' test-time protocols, ensembles, and prediction.
 
 ``evaluate(model, dataset, adapter=…)`` returns ``{"top1", "top5", "loss", "n"}`` — fractions,
-not percent (DESIGN.md §5). The trainer calls it every epoch with ``tta="none"``.
+not percent (docs/evaluation.md). The trainer calls it with ``tta="none"`` on the validation
+split after every epoch and on the test split once, after the last.
 
 Test-time protocols (``tta``); every view is taken from the *model-ready* batch (after the
 run's :class:`~cnnatlas.train.adapt.InputAdapter`), so they need no knowledge of how the
