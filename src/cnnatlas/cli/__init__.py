@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cnnatlas.cli.analysis",  # summary, compare
     "cnnatlas.cli.train",  # train, recipes
     "cnnatlas.cli.evaluate",  # evaluate, predict
+    "cnnatlas.cli.experiment",  # experiment list/run/report, features
 )
 
 
