@@ -166,6 +166,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         table(results),
         "",
         f"Significance: {results['significance']}.",
+        "",
+        f"**Finding.** {finding(results)}",
     ]
     extra = extra_markdown(results)
     if extra:
@@ -281,3 +283,81 @@ def _extra_plots(results: Mapping[str, Any], folder: Path) -> list[Path]:
             )
         )
     return written
+
+
+def _pts(metric: str, value: float) -> str:
+    return f"{100 * value:+.1f} points" if metric in PERCENT else f"{value:+.3g}"
+
+
+def finding(results: Mapping[str, Any]) -> str:
+    """What the evidence shows, in one or two sentences derived from the numbers and the
+    significance rule (never more than the rule allows)."""
+    metric = results["metric"]
+    label = METRIC_LABELS.get(metric, metric)
+    arms = results["arms"]
+    baseline = next(iter(arms))
+    seeds = len(results["seeds"])
+    called, quiet = [], []
+    for name, entry in list(arms.items())[1:]:
+        test = entry.get("vs_baseline") or {}
+        if test.get("significant"):
+            direction = "higher" if test["difference"] > 0 else "lower"
+            called.append(f"`{name}` {direction} ({_pts(metric, test['difference'])}, p = {test['p']:.3f})")
+        elif test.get("p") is not None:
+            quiet.append(f"`{name}`")
+    sentences = []
+    if called:
+        sentences.append(f"Against `{baseline}`, {label} was " + "; ".join(called) + f" over {seeds} seeds")
+    if quiet:
+        if called:
+            sentences.append(f"{', '.join(quiet)}: no measurable difference at this scale")
+        else:
+            sentences.append(f"No measurable difference in {label} between the arms at this scale ({seeds} seeds)")
+    extra = results.get("extra", {})
+    if "timing" in extra:
+        t = extra["timing"]["arms"]
+        if len(t) >= 2:
+            ordered = sorted(t.items(), key=lambda kv: kv[1]["macs"])
+            (a, ta), (b, tb) = ordered[0], ordered[-1]
+            sentences.append(
+                f"`{b}` needs {tb['macs'] / ta['macs']:.1f}× the MACs of `{a}` and took "
+                f"{tb['ms_per_image'] / ta['ms_per_image']:.1f}× its measured inference time"
+            )
+    if "steps_to_target" in extra:
+        s = extra["steps_to_target"]["arms"]
+        parts = []
+        for name, a in s.items():
+            hit = [v for v in a["steps"] if v is not None]
+            parts.append(f"`{name}` {sum(hit) / len(hit):.0f} steps ({a['reached']})" if hit else f"`{name}` never")
+        sentences.append("Steps to 25% training error: " + ", ".join(parts))
+    if "ensemble" in extra:
+        for name, e in extra["ensemble"]["arms"].items():
+            singles = e["single_errors"]
+            sentences.append(
+                f"Averaging {len(singles)} `{name}` nets gave {100 * e['ensemble_error'][-1]:.1f}% test error against "
+                f"{100 * sum(singles) / len(singles):.1f}% for a single one on average "
+                f"(best single {100 * min(singles):.1f}%)"
+            )
+    if "multiscale" in extra:
+        for name, m in extra["multiscale"]["arms"].items():
+            single, multi = m["single_scale"], m["multi_scale"]
+            verdict_ = "a difference" if m["paired"]["significant"] else "no measurable difference"
+            sentences.append(
+                f"`{name}`: {100 * sum(single) / len(single):.1f}% single-scale vs "
+                f"{100 * sum(multi) / len(multi):.1f}% multi-scale test error ({verdict_})"
+            )
+    if "model_parallel" in extra:
+        mp = extra["model_parallel"]
+        diff = max(s["max_abs_logit_difference"] for s in mp["seeds"].values())
+        moved = next(iter(mp["seeds"].values()))["exchanged_bytes_per_image"]
+        times = {a: arms[a].get("measured", {}).get("step_time_s", {}).get("mean") for a in arms}
+        sentences.append(
+            f"The two-tower form gave the same logits (largest difference {diff:.1e}) and exchanged "
+            f"{moved / 1024:.0f} KiB per image"
+        )
+        if all(times.values()):
+            sentences.append(
+                f"a training step took {times['two-devices']:.2f} s split vs {times['one-device']:.2f} s on one "
+                f"device ({mp['devices'][0]} ×2: both 'devices' share the same cores, so no speed-up is possible here)"
+            )
+    return ". ".join(sentences) + "."
