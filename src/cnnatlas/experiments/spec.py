@@ -212,8 +212,8 @@ def _catalogue() -> dict[str, Experiment]:
             "head",
             "Why a second fully connected layer of the same width; could it be narrower, or gone?",
             "AlexNet/VGG use two 4096-wide FC layers; Lin et al. 2014 §3.2 (NiN) and Szegedy et al. 2014 §5 "
-            "replace them by global average pooling (GoogLeNet: +0.6% top-1 from a linear layer on top of it), "
-            "with far fewer parameters",
+            "replace them by global average pooling with far fewer parameters (GoogLeNet: moving from fully "
+            "connected layers to average pooling improved top-1 accuracy by about 0.6%)",
             (
                 Arm("fc-fc", "mini_vgg", {"head": "fc-fc"}, "FC 128 → FC 128 → FC 10"),
                 Arm("fc-narrow", "mini_vgg", {"head": "fc-narrow"}, "FC 128 → FC 32 → FC 10"),
@@ -258,7 +258,8 @@ def _catalogue() -> dict[str, Experiment]:
             "ensemble",
             "Do deep networks need ensembles, and why do they work?",
             "Krizhevsky et al. 2012 §6, Simonyan & Zisserman 2014 §4.4, Szegedy et al. 2014 §7: averaging the "
-            "softmax of several independently trained nets lowers the error (VGG: 7 nets 7.3% vs best single 7.5%)",
+            "softmax of several independently trained nets lowers the error (AlexNet: five CNNs 16.4% top-5 error "
+            "against 18.2% for one)",
             (Arm("mini_vgg", "mini_vgg", {}, "independently trained copies (seeds)"),),
             _budgets(quick_seeds=5),
             measures=("ensemble",),
