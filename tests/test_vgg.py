@@ -152,7 +152,7 @@ def test_dense_head_runs_at_other_sizes_and_published_results_are_cited() -> Non
     info = cnnatlas.model_info("vgg16")
     assert info.torchvision_name == "vgg16" and info.default_recipe == "vgg"
     # Table 3, D trained at S∈[256;512], tested at Q=384: 25.6 top-1 / 8.1 top-5 val error.
-    assert {(r.metric, r.value) for r in info.results if r.source.startswith("Table 3") and "Q=384" in r.source} == {
-        ("top-1 error", 25.6),
-        ("top-5 error", 8.1),
+    assert {(r.metric, r.error) for r in info.results if r.source == "Table 3" and "Q=384" in r.setting} == {
+        ("top-1", 25.6),
+        ("top-5", 8.1),
     }

@@ -1,9 +1,10 @@
 """The one model registry: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
 
 Family files register their variants from tables at import time (see ``cnnatlas.models``).
-A registration is static metadata (paper, input size, published results) plus a keyword-only
+A registration is static metadata (paper, input size) plus a keyword-only
 builder; figures that depend on the built network (parameter count, minimum input size) are
-read off a model built on the meta device, so they can never drift from the code.
+read off a model built on the meta device, so they can never drift from the code; published
+results come from the one table in ``cnnatlas.published``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from cnnatlas.errors import InputError
+from cnnatlas.published import PublishedResult, results_for
 
 
 @dataclass(frozen=True)
@@ -43,19 +45,6 @@ class Paper:
 
 
 @dataclass(frozen=True)
-class PublishedResult:
-    """One number a paper reports for this exact network, with the table it comes from.
-
-    ``value`` is in percent, as papers print it (e.g. top-1 error 37.5).
-    """
-
-    dataset: str
-    metric: str  # "top-1 error", "top-5 error", "top-1 accuracy", "error"
-    value: float
-    source: str  # e.g. "Table 2, 1 crop, val"
-
-
-@dataclass(frozen=True)
 class ModelInfo:
     """Everything cnnatlas knows about a registered network without running it."""
 
@@ -66,6 +55,8 @@ class ModelInfo:
     dataset: str  # the data set the design targets, e.g. "ImageNet-1k", "CIFAR-10", "MNIST"
     num_classes: int
     description: str = ""
+    # Published numbers: the table in cnnatlas.published fills this in model_info(); a network
+    # registered from outside the package may bring its own.
     results: tuple[PublishedResult, ...] = ()
     torchvision_name: str | None = None  # state-dict compatible torchvision model, if any
     default_recipe: str | None = None
@@ -189,7 +180,8 @@ def create_meta_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_info(name: str) -> ModelInfo:
-    """Static metadata plus parameter count and minimum input size read off a meta-device build."""
+    """Static metadata, published results (cnnatlas.published), and the parameter count and
+    minimum input size read off a meta-device build."""
     info, _ = _lookup(name)
     model = create_meta_model(name)
     params = sum(p.numel() for p in model.parameters())
@@ -199,4 +191,5 @@ def model_info(name: str) -> ModelInfo:
         params=params,
         trainable_params=trainable,
         min_input_size=getattr(model, "min_input_size", None),
+        results=info.results + results_for(name, info.torchvision_name),
     )

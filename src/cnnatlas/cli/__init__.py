@@ -24,6 +24,9 @@ COMMAND_MODULES = (
     "cnnatlas.cli.train",  # train, recipes
     "cnnatlas.cli.evaluate",  # evaluate, predict
     "cnnatlas.cli.experiment",  # experiment list/run/report, features
+    "cnnatlas.cli.plot",  # plot bubble|winners|layers|rf|curves
+    "cnnatlas.cli.bench",  # bench
+    "cnnatlas.cli.export",  # export
 )
 
 

@@ -31,6 +31,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
     p.add_argument("--lr", type=float, help="initial learning rate")
     p.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="share of the training split held out for validation (default: the recipe's; 0 for none); "
+        "plateau schedules watch it, the test split is evaluated once at the end",
+    )
+    p.add_argument(
+        "--val-seed",
+        type=int,
+        default=0,
+        help="seed of the validation carve (default 0: the same held-out images whatever --seed)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -51,7 +64,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last complete checkpoint")
     p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also checkpoint every N steps mid-epoch")
     p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
+    p.add_argument(
+        "--limit-test", type=int, metavar="N", help="use only the first N test images (and validation images)"
+    )
     p.add_argument(
         "--data-option",
         action="append",
@@ -119,6 +134,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
         overrides=_pairs(args.set, "--set"),
         seed=args.seed,
         device=args.device,
@@ -204,15 +221,15 @@ class _Progress:
             )
             self.bar.update(self.task, completed=payload["global_step"], stats=stats)
         elif event == "epoch":
-            test = (
-                f" test top-1 {100 * payload['test_top1']:.2f}% loss {payload['test_loss']:.4f}"
-                if payload.get("test_top1") is not None
-                else ""
+            held_out = "".join(
+                f" {name} top-1 {100 * payload[f'{split}_top1']:.2f}% loss {payload[f'{split}_loss']:.4f}"
+                for split, name in (("val", "validation"), ("test", "test"))
+                if payload.get(f"{split}_top1") is not None
             )
             self.bar.console.print(
                 f"epoch {payload['epoch']}: train loss {payload['train_loss']:.4f} "
                 f"acc {100 * payload['train_top1']:.2f}%"
-                f"{test} ({payload['epoch_time_s']:.1f} s, {payload['images_per_s']:.0f} img/s)"
+                f"{held_out} ({payload['epoch_time_s']:.1f} s, {payload['images_per_s']:.0f} img/s)"
             )
 
     def close(self) -> None:

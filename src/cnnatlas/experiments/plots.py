@@ -1,5 +1,6 @@
-"""The experiments' two kinds of picture: overlaid curves (mean over seeds with a ±1 std band)
-and bars with ±1 std error bars. PNG bytes written atomically; matplotlib's Agg backend."""
+"""The experiments' two kinds of picture: overlaid curves (mean over seeds with a ±1 std band,
+which the atlas's per-run ``cnnatlas.plot.curves`` does not draw) and bars with ±1 std error bars
+(the atlas's ``cnnatlas.plot.bars``). PNG bytes written atomically; matplotlib's Agg backend."""
 
 from __future__ import annotations
 
@@ -56,11 +57,9 @@ def curves(series: Series, path: Path, *, xlabel: str, ylabel: str, title: str =
 def bars(
     labels: Sequence[str], means: Sequence[float], stds: Sequence[float], path: Path, *, ylabel: str, title: str = ""
 ) -> Path:
-    """One bar per arm with ±1 std error bars."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels)), 3.8))
-    ax.bar(range(len(labels)), means, yerr=stds, capsize=5, color="#4c72b0", alpha=0.85)
-    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    """One bar per arm with ±1 std error bars (the atlas's bar chart, cnnatlas.plot.bars)."""
+    from cnnatlas.plot import bars as atlas_bars
+    from cnnatlas.plot import save_figure
+
+    figure = atlas_bars(list(labels), list(means), list(stds), ylabel=ylabel, title=title)
+    return save_figure(figure, path)

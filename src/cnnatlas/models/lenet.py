@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # Table I of the paper: which S2 feature maps (rows 0–5) each C3 map (columns 0–15) combines.
 # Maps 0–5 take three contiguous S2 maps, 6–11 four contiguous ones, 12–14 four
@@ -456,16 +456,11 @@ _VARIANTS: tuple[dict, ...] = (
         description="LeNet-5 as published: scaled tanh, trainable subsampling, Table I C3, fixed RBF output",
         # Section III.C: 0.95% test error on MNIST without distortions, 0.8% when the
         # training set is augmented with artificially distorted images.
-        results=(
-            PublishedResult("MNIST", "error", 0.95, "Section III.C (Results), no distortions, test set"),
-            PublishedResult("MNIST", "error", 0.8, "Section III.C (Results), with distortions, test set"),
-        ),
         defaults={"paper": True},
     ),
     dict(
         name="lenet5_modern",
         description="LeNet-5 as courses teach it: ReLU, max-pool, dense C3, linear 10-way head",
-        results=(),
         defaults={"paper": False},
     ),
 )
@@ -480,7 +475,6 @@ for _variant in _VARIANTS:
             dataset="MNIST",
             num_classes=10,
             description=_variant["description"],
-            results=_variant["results"],
             default_recipe="lenet5",
             defaults=_variant["defaults"],
         ),

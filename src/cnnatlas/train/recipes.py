@@ -10,6 +10,9 @@ paper's length in optimiser steps and wins over ``epochs``. ``milestones`` are i
 ``milestone_unit`` ("epoch" or "iteration") as the paper states them; the trainer maps them to
 fractions of the recipe's own length, so ``--epochs`` / ``--set iterations=`` stretch or
 compress the whole schedule proportionally. Warm-up is absolute (``warmup_iterations`` steps).
+``val_fraction`` of the training split is held out as a validation split (seeded, see
+:mod:`cnnatlas.data.validation`): plateau schedules watch its top-1 (the training top-1 when the
+recipe has none, as NiN's recipe says), and the test split is only evaluated once, at the end.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class Recipe:
     milestone_unit: str = "epoch"  # epoch | iteration
     gamma: float = 0.1  # multistep / plateau / exponential factor
     decay_every_epochs: float = 1.0  # exponential: staircase period
-    plateau_patience: int = 5  # epochs without improvement of the test top-1 before ÷ (1/gamma)
+    plateau_patience: int = 5  # epochs without a better validation top-1 before ÷ (1/gamma)
     plateau_max_decays: int = 3
     warmup_lr: float | None = None  # constant lr for the first warmup_iterations steps
     warmup_iterations: int = 0
@@ -61,6 +64,7 @@ class Recipe:
     augment: str = "none"
     image_size: int | None = None  # side the augmentation crops to (ImageNet: 224); None = data size
     test_protocol: str = "none"  # evaluation protocol of the paper (cnnatlas evaluate --tta)
+    val_fraction: float = 0.0  # share of the training split held out for validation (--val-fraction)
     notes: str = ""
 
     def __post_init__(self) -> None:
@@ -99,6 +103,8 @@ class Recipe:
             and self.logit_temperature > 0
         ):
             bad(f"logit_temperature must be a positive number, got {self.logit_temperature!r}")
+        if not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
+            bad(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if not 0 <= self.label_smoothing < 1:
             bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -206,6 +212,10 @@ def get_recipe(name: str) -> Recipe:
 
 
 _IMAGENET = dict(dataset="imagefolder", image_size=224)
+# The ImageNet papers lowered the lr "when the validation error stopped improving", watching
+# ILSVRC-2012's validation images, which are our test split: hold out as many training images
+# instead (50,000 of 1,281,167 ≈ 4 %).
+_IMAGENET_PLATEAU_VAL = 0.04
 _CIFAR = dict(dataset="cifar10", augment="pad_crop_flip", batch_size=128)
 
 # LeNet-5 on the bundled 8,000-digit sample. The 1998 paper trained 20 passes over 60,000 digits
@@ -230,9 +240,10 @@ register_recipe(
         augment="lecun_affine",
         grad_clip=1.0,
         logit_temperature=8.0,
+        val_fraction=0.125,
         notes="Paper: SDLM, 20 epochs on 60k digits, lr 5e-4→1e-5 (App. C), affine distortions (§III.C.4). "
-        "Ours: tuned for the 1k sample test digits within a minute on 2 CPU cores "
-        "(98.3-98.7%, mean 98.47% over 10 seeds, in ~47 s measured; docs/benchmarks.md). "
+        "Ours: chosen on the sample's fixed validation split (1,000 of the 8,000 training digits, seed 0) "
+        "to fit within a minute on 2 CPU cores; test accuracy over 10 seeds in docs/benchmarks.md. "
         "logit_temperature 8: CE on the RBF penalties / 8, so the softmax does not saturate "
         "(docs/models/lenet.md).",
     )
@@ -271,6 +282,7 @@ register_recipe(
         dropout=0.5,
         augment="alexnet",
         test_protocol="10crop",
+        val_fraction=_IMAGENET_PLATEAU_VAL,
         **_IMAGENET,
         notes="§5: lr ÷10 when the validation error stopped improving, 3 times, ~90 cycles through 1.2M images.",
     )
@@ -290,10 +302,11 @@ register_recipe(
         dropout=0.5,
         augment="alexnet",
         test_protocol="10crop",
+        val_fraction=_IMAGENET_PLATEAU_VAL,
         **_IMAGENET,
         notes="§3: mini-batch 128, lr 1e-2 annealed manually, momentum 0.9, dropout 0.5, 70 epochs, 224 crops "
-        "+ flips of 256 images; weight decay not stated (AlexNet's 5e-4 used); filter RMS renormalisation "
-        "not applied.",
+        "+ flips of 256 images; weight decay not stated (AlexNet's 5e-4 used); filters whose RMS exceeds 0.1 "
+        "are renormalised to 0.1 after every step (ZFNet.after_optimizer_step).",
     )
 )
 register_recipe(
@@ -312,6 +325,7 @@ register_recipe(
         dropout=0.5,
         augment="vgg_scale_jitter",
         test_protocol="multiscale",
+        val_fraction=_IMAGENET_PLATEAU_VAL,
         **_IMAGENET,
         notes="§3.1: lr ÷10 when validation accuracy stopped improving (3 times), stopped after 370K iterations "
         "(74 epochs); scale jittering S∈[256,512].",
@@ -331,6 +345,7 @@ register_recipe(
         gamma=0.1,
         augment="alexnet",
         test_protocol="10crop",
+        val_fraction=_IMAGENET_PLATEAU_VAL,
         **_IMAGENET,
         notes="§4.1: 'the overall training procedure follows Krizhevsky et al.': mini-batch 128, lr ÷10 when "
         "accuracy stops improving; initial lr and decay from AlexNet §5.",
@@ -390,6 +405,7 @@ register_recipe(
         plateau_max_decays=3,
         augment="resnet_scale",
         test_protocol="10crop",
+        val_fraction=_IMAGENET_PLATEAU_VAL,
         **_IMAGENET,
         notes="§3.4: lr 0.1 ÷10 when the error plateaus, up to 60e4 iterations (~120 epochs at batch 256), "
         "no dropout, shorter side ∈ [256, 480], 10-crop testing.",

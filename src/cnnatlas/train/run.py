@@ -4,9 +4,10 @@
 
     config.json     everything resolved: model name and options, data, recipe fields, input
                     adapter, seed, device, library versions
-    metrics.jsonl   one JSON object per epoch
+    metrics.jsonl   one JSON object per epoch: train, validation and (last epoch only) test
+                    loss and top-1, lr, time; what the losses measure is config.json's "metrics"
     metrics.csv     the same rows as CSV
-    curves.png      loss and accuracy curves, drawn at the end
+    curves.png      loss and top-1 error curves (cnnatlas.plot.curves), drawn at the end
     checkpoints/    see :mod:`cnnatlas.train.checkpoint`
     diagnostic.json only after a non-finite loss stopped the run
 
@@ -41,6 +42,10 @@ METRIC_FIELDS = (
     "lr",
     "train_loss",
     "train_top1",
+    "train_objective",
+    "val_loss",
+    "val_top1",
+    "val_top5",
     "test_loss",
     "test_top1",
     "test_top5",
@@ -141,33 +146,13 @@ def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def draw_curves(run_dir: Path, rows: Sequence[Mapping[str, Any]], title: str = "") -> Path | None:
-    """Loss and top-1 curves per epoch as curves.png (matplotlib, Agg backend)."""
+    """Loss and top-1 error per epoch as curves.png: training thin, validation medium, the test
+    result (last epoch only) bold (:func:`cnnatlas.plot.curves`, the same drawing
+    `cnnatlas plot curves` overlays for several runs)."""
     if not rows:
         return None
-    import matplotlib
+    from cnnatlas.plot.curves import RunCurves, curves
+    from cnnatlas.plot.output import save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r.get("train_loss") for r in rows], marker="o", label="train")
-    if any(r.get("test_loss") is not None for r in rows):
-        ax_loss.plot(epochs, [r.get("test_loss") for r in rows], marker="o", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.plot(epochs, [100 * (r.get("train_top1") or 0) for r in rows], marker="o", label="train")
-    if any(r.get("test_top1") is not None for r in rows):
-        ax_acc.plot(epochs, [100 * (r.get("test_top1") or 0) for r in rows], marker="o", label="test")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="top-1")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    path = run_dir / CURVES_PNG
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    figure = curves([RunCurves("run", tuple(rows))], metric=("loss", "error"), title=title or None)
+    return save_figure(figure, run_dir / CURVES_PNG)

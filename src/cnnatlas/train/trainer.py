@@ -31,15 +31,17 @@ import math
 import os
 import platform
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.data.augment import SIZE_KEEPING_AUGMENTS, build_train_augment
+from cnnatlas.data.validation import CARVE_RULE
 from cnnatlas.errors import CheckpointError, CnnAtlasError, InputError
 from cnnatlas.train import distributed as D
 from cnnatlas.train.adapt import InputAdapter
@@ -67,6 +69,21 @@ EVAL_BATCH = 512
 _SEED_STRIDE = 1_000_003  # a prime: (seed, rank, step) → distinct 63-bit seeds
 
 
+#: What ``train_loss``, ``val_loss`` and ``test_loss`` in metrics.jsonl measure (also written to
+#: config.json): the same quantity on every split, so the curves compare. The optimised loss,
+#: which may add a logit temperature, label smoothing or auxiliary heads, is ``train_objective``.
+LOSS_DEFINITION = (
+    "mean cross-entropy of the main classifier's softmax at temperature 1, no label smoothing, no auxiliary "
+    "heads: on the augmented training batches in train mode (train_loss) and on the held-out images in eval "
+    "mode (val_loss, test_loss); train_objective is the loss the optimiser minimised"
+)
+
+
+def _new_sums() -> list[float]:
+    """An epoch's running sums: cross-entropy·n, correct top-1s, n, objective·n."""
+    return [0.0, 0.0, 0.0, 0.0]
+
+
 class NonFiniteLossError(CnnAtlasError):
     """Training produced a NaN/inf loss; the run stopped and kept its last good checkpoint."""
 
@@ -82,8 +99,10 @@ class TrainOptions:
     epochs: float | None = None
     batch_size: int | None = None
     lr: float | None = None
+    val_fraction: float | None = None  # share of the training split held out for validation
     overrides: dict[str, Any] = field(default_factory=dict)  # any recipe field (--set)
     seed: int = 0
+    val_seed: int = 0  # seeds the validation carve only: the same held-out images for every run seed
     device: str = "auto"
     amp: bool = False
     channels_last: bool = True  # NHWC: faster convolutions with oneDNN on CPU and on GPUs
@@ -122,6 +141,8 @@ class RunResult:
     def summary(self) -> str:
         last = self.final
         parts = [f"{self.model} ({self.recipe}): {self.epochs} epochs, {self.global_step} steps"]
+        if last.get("val_top1") is not None:
+            parts.append(f"validation top-1 {100 * last['val_top1']:.2f}%")
         if last.get("test_top1") is not None:
             parts.append(f"test top-1 {100 * last['test_top1']:.2f}%, top-5 {100 * last['test_top5']:.2f}%")
         if last.get("train_loss") is not None:
@@ -207,6 +228,31 @@ def _builder_accepts(model_name: str, keyword: str) -> bool:
     return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
+@contextmanager
+def _restored_global_state() -> Iterator[None]:
+    """Put back the process-wide torch settings a run changes (deterministic kernels, cuDNN
+    autotuning, the cuBLAS workspace variable, the default CPU/CUDA generators it reseeds every
+    step), so that calling :func:`train` leaves the caller's process as it found it."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    cublas_workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        if cublas_workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas_workspace
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
 def _versions() -> dict[str, str]:
     import cnnatlas
 
@@ -240,7 +286,7 @@ def _resolve_recipe(model_name: str, opts: TrainOptions) -> Recipe:
         raise InputError(f"{model_name} has no default recipe; pass --recipe NAME (see `cnnatlas recipes`)")
     recipe = get_recipe(name)
     overrides = dict(opts.overrides)
-    for key in ("epochs", "batch_size", "lr"):
+    for key in ("epochs", "batch_size", "lr", "val_fraction"):
         value = getattr(opts, key)
         if value is not None:
             overrides[key] = value
@@ -256,23 +302,34 @@ def _validate(opts: TrainOptions) -> None:
         raise InputError("keep_checkpoints must be at least 1")
 
 
-def _load_data(name: str, opts: TrainOptions, recipe: Recipe) -> tuple[Any, Any]:
+def _load_data(name: str, opts: TrainOptions, recipe: Recipe) -> tuple[Any, Any | None, Any]:
+    """``(train, val, test)``: the validation images are carved from the whole training split
+    (so they are the same whatever ``--limit-train``), then the limits apply."""
     from cnnatlas.data import load_dataset
+    from cnnatlas.data.validation import carve_validation, subset
 
     train_set = load_dataset(name, root=opts.root, split="train", **opts.data_options)
     test_set = load_dataset(name, root=opts.root, split="test", **opts.data_options)
-    for dataset, limit in ((train_set, opts.limit_train), (test_set, opts.limit_test)):
-        if limit is not None and getattr(dataset, "images", None) is not None and limit < len(dataset):
-            dataset.images = dataset.images[:limit].contiguous()
-            dataset.labels = dataset.labels[:limit].contiguous()
-    if getattr(train_set, "images", None) is None:  # an image folder: decode at a fixed side
-        from cnnatlas.data.augment import folder_sample_transform
+    train_set, val_set = carve_validation(train_set, recipe.val_fraction, opts.val_seed)
+
+    def first(dataset: Any, limit: int | None) -> Any:
+        if dataset is None or limit is None or limit >= len(dataset):
+            return dataset
+        return subset(dataset, torch.arange(limit), dataset.split)
+
+    train_set = first(train_set, opts.limit_train)
+    val_set, test_set = first(val_set, opts.limit_test), first(test_set, opts.limit_test)
+    if getattr(train_set, "images", None) is None:  # an image folder: decode so that batches stack
+        from cnnatlas.data.augment import folder_decode_side, folder_sample_transform
 
         side = recipe.image_size or 224
-        decode = round(side * 8 / 7) if recipe.augment != "none" else side  # 256 for 224, as the papers
-        train_set.transform = folder_sample_transform(True, decode)
-        test_set.transform = folder_sample_transform(False, decode)
-    return train_set, test_set
+        train_set.transform = folder_sample_transform(True, folder_decode_side(recipe.augment, side))
+        for held_out in (val_set, test_set):
+            if held_out is not None:  # the centre-crop protocol: 256 for 224 when the recipe augments
+                held_out.transform = folder_sample_transform(
+                    False, round(side * 8 / 7) if recipe.augment != "none" else side
+                )
+    return train_set, val_set, test_set
 
 
 def _default_run_dir(model_name: str) -> Path:
@@ -344,6 +401,7 @@ class _Trainer:
         self.recipe = recipe
         self.data_name = config["data"]["name"]
         self.seed = int(config["seed"])
+        opts.val_seed = int((config["data"].get("validation") or {}).get("seed", 0))
         # the saved settings win, so the resumed run is the same run
         for key in ("amp", "channels_last", "compile", "deterministic", "limit_train", "limit_test", "freeze"):
             setattr(opts, key, config.get(key, getattr(opts, key)))
@@ -367,7 +425,7 @@ class _Trainer:
         from cnnatlas.registry import create_model
 
         opts, recipe = self.opts, self.recipe
-        self.train_set, self.test_set = _load_data(self.data_name, opts, recipe)
+        self.train_set, self.val_set, self.test_set = _load_data(self.data_name, opts, recipe)
         images = getattr(self.train_set, "images", None)
         data_chans = int(images.shape[1]) if images is not None else 3
         if not resumed:
@@ -469,6 +527,12 @@ class _Trainer:
                 "options": opts.data_options,
                 "classes": list(self.train_set.classes),
                 "train_size": len(self.train_set),
+                "validation": {
+                    "fraction": self.recipe.val_fraction,
+                    "seed": opts.val_seed,
+                    "size": len(self.val_set) if self.val_set is not None else 0,
+                    "rule": CARVE_RULE,
+                },
                 "test_size": len(self.test_set),
                 "image_size": list(images.shape[1:]) if images is not None else None,
             },
@@ -491,6 +555,10 @@ class _Trainer:
             "init_from": self.transfer.to_dict() if self.transfer is not None else None,
             "freeze": opts.freeze,
             "frozen": self.frozen,
+            "metrics": {
+                "loss": LOSS_DEFINITION,
+                "plateau_watches": "val_top1" if self.val_set is not None else "train_top1",
+            },
             "versions": _versions(),
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
         }
@@ -571,17 +639,23 @@ class _Trainer:
             raise CheckpointError(
                 "the checkpoint was taken with another batch size or data set size; resume with the same settings"
             )
-        return int(s["epoch"]), int(s["step_in_epoch"]), int(s["global_step"]), list(s["epoch_sums"])
+        sums = list(s["epoch_sums"])
+        sums += _new_sums()[len(sums) :]  # checkpoints from before train_objective hold three sums
+        return int(s["epoch"]), int(s["step_in_epoch"]), int(s["global_step"]), sums
 
     # -- evaluation -------------------------------------------------------------------------
-    def _evaluate(self) -> dict[str, Any] | None:
+    def _evaluate(self, dataset: Any) -> dict[str, Any] | None:
+        """Top-1, top-5 and loss on ``dataset`` (rank 0 computes, every rank receives); ``None``
+        for no data set."""
+        if dataset is None:
+            return None
         result = None
         if self.ctx.is_main:
             from cnnatlas.train.evaluate import evaluate
 
             result = evaluate(
                 self.model,
-                self.test_set,
+                dataset,
                 adapter=self.adapter,
                 batch_size=EVAL_BATCH,
                 device=self.device,
@@ -616,7 +690,7 @@ class _Trainer:
 
     # -- fit ----------------------------------------------------------------------------------
     def fit(self) -> RunResult:
-        epoch, start_step, global_step, sums = 0, 0, 0, [0.0, 0.0, 0.0]  # loss·n, correct, n
+        epoch, start_step, global_step, sums = 0, 0, 0, _new_sums()
         if self.checkpoint is not None:
             epoch, start_step, global_step, sums = self._restore()
         self.emit(
@@ -647,11 +721,11 @@ class _Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 self._reseed_step(global_step)
-                loss, correct = self._step(images, labels, global_step, lr)
+                loss, objective, correct = self._step(images, labels, global_step, lr)
                 global_step += 1
                 n = labels.shape[0]
                 seen_this_session += n
-                sums = [sums[0] + loss * n, sums[1] + correct, sums[2] + n]
+                sums = [sums[0] + loss * n, sums[1] + correct, sums[2] + n, sums[3] + objective * n]
                 elapsed = time.perf_counter() - epoch_start
                 self.emit(
                     "step",
@@ -674,22 +748,26 @@ class _Trainer:
             epoch += 1
             start_step = 0
             total = D.sum_over_ranks(sums, self.ctx)
-            test = self._evaluate()
+            val = self._evaluate(self.val_set)
+            # The test split is a result, never a signal: evaluated once, after the last epoch.
+            test = self._evaluate(self.test_set) if global_step >= self.total_steps else None
+            count = max(total[2], 1)
             row = {
                 "epoch": epoch,
                 "step": global_step,
                 "lr": self.schedule.lr_at(global_step - 1),
-                "train_loss": total[0] / max(total[2], 1),
-                "train_top1": total[1] / max(total[2], 1),
-                "test_loss": test["loss"] if test else None,
-                "test_top1": test["top1"] if test else None,
-                "test_top5": test["top5"] if test else None,
+                "train_loss": total[0] / count,
+                "train_top1": total[1] / count,
+                "train_objective": total[3] / count,
+                **{f"val_{k}": val[k] if val else None for k in ("loss", "top1", "top5")},
+                **{f"test_{k}": test[k] if test else None for k in ("loss", "top1", "top5")},
                 "epoch_time_s": round(epoch_time, 3),
                 "images_per_s": round(seen_this_session * self.ctx.world_size / max(epoch_time, 1e-9), 1),
             }
-            self.schedule.epoch_end(row["test_top1"] if row["test_top1"] is not None else -row["train_loss"])
+            # Plateau schedules watch the validation top-1, else the training top-1 (NiN §4.1).
+            self.schedule.epoch_end(row["val_top1"] if val else row["train_top1"])
             self.metrics.append(row)
-            sums = [0.0, 0.0, 0.0]
+            sums = _new_sums()
             if self.ctx.is_main:
                 write_metrics(self.run_dir, self.metrics)
             self._save(epoch=epoch, step_in_epoch=0, global_step=global_step, sums=sums)
@@ -708,7 +786,9 @@ class _Trainer:
             adapter_rule=self.adapter.rule,
         )
 
-    def _step(self, images: Tensor, labels: Tensor, global_step: int, lr: float) -> tuple[float, int]:
+    def _step(self, images: Tensor, labels: Tensor, global_step: int, lr: float) -> tuple[float, float, int]:
+        """One optimiser step; returns the batch's cross-entropy (the evaluation loss, see
+        :data:`LOSS_DEFINITION`), the optimised objective and the number of correct top-1s."""
         x = self.adapter(self.augment(images, self.aug_generator))
         if self.opts.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -734,8 +814,10 @@ class _Trainer:
             if self.recipe.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.grad_clip)
             self.optimizer.step()
-        correct = int((self.model.main_logits(output).detach().argmax(1) == labels).sum())
-        return loss_value, correct
+        self.model.after_optimizer_step()
+        logits = self.model.main_logits(output).detach().float()
+        correct = int((logits.argmax(1) == labels).sum())
+        return float(F.cross_entropy(logits, labels)), loss_value, correct
 
 
 def train(model_name: str, *, callback: Callback | None = None, **options: Any) -> RunResult:
@@ -751,8 +833,9 @@ def train(model_name: str, *, callback: Callback | None = None, **options: Any) 
     opts = TrainOptions(**options)
     trainer = None
     try:
-        trainer = _Trainer(model_name, opts, callback)
-        return trainer.fit()
+        with _restored_global_state():
+            trainer = _Trainer(model_name, opts, callback)
+            return trainer.fit()
     finally:
         if trainer is not None:
             D.shutdown(trainer.ctx)
