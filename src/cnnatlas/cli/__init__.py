@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cnnatlas.cli.analysis",  # summary, compare
     "cnnatlas.cli.train",  # train, recipes
     "cnnatlas.cli.evaluate",  # evaluate, predict
+    "cnnatlas.cli.experiment",  # experiment list/run/report, features
     "cnnatlas.cli.plot",  # plot bubble|winners|layers|rf|curves
     "cnnatlas.cli.bench",  # bench
     "cnnatlas.cli.export",  # export

@@ -87,6 +87,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="model builder option, e.g. --model-option dropout=0.3",
     )
+    p.add_argument(
+        "--init-from",
+        metavar="RUN_DIR|FILE",
+        help="copy every tensor whose name and shape match from a run or weight file (VGG §3.1 warm start)",
+    )
+    p.add_argument("--init-exclude", metavar="PATTERNS", help="comma-separated names --init-from must not copy")
+    p.add_argument(
+        "--freeze",
+        metavar="PATTERNS",
+        help="comma-separated fnmatch patterns of parameters to keep fixed, e.g. 'stages.*'",
+    )
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers for image folders")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(handler=_cmd_train)
@@ -146,6 +157,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         data_options={k: _literal(v) for k, v in _pairs(args.data_option, "--data-option").items()},
         model_options={k: _literal(v) for k, v in _pairs(args.model_option, "--model-option").items()},
         num_workers=args.workers,
+        init_from=args.init_from,
+        init_exclude=args.init_exclude,
+        freeze=args.freeze,
         callback=progress,
     )
     progress.close()
@@ -164,6 +178,7 @@ class _Progress:
         self.bar = None
         self.task = None
         self.main = True
+        self.pending: list[str] = []  # transfer/freeze reports arrive before "start"
 
     def __call__(self, event: str, payload: Mapping[str, Any]) -> None:
         if event == "warning":
@@ -197,9 +212,19 @@ class _Progress:
                 transient=False,
             )
             self.bar.start()
+            for line in self.pending:
+                self.console.print(line)
             self.task = self.bar.add_task(
                 "steps", total=payload["total_steps"], completed=payload["global_step"], stats=""
             )
+        elif event == "transfer":
+            left = payload["left"]
+            self.pending.append(
+                f"init-from {payload['source']}: copied {len(payload['copied'])} tensors "
+                f"({_names(payload['copied'])}); left {len(left)} ({_names(list(left))})"
+            )
+        elif event == "freeze":
+            self.pending.append(f"frozen {len(payload['frozen'])} parameters ({_names(payload['frozen'])})")
         elif not self.main or self.bar is None:
             return
         elif event == "step":
@@ -223,6 +248,11 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    more = f", … {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "none"
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:

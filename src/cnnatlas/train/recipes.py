@@ -273,6 +273,24 @@ register_recipe(
 )
 register_recipe(
     Recipe(
+        name="experiment",
+        source="cnnatlas experiments (docs/experiments.md): SGD with momentum 0.9 and weight decay 5e-4 "
+        "as in AlexNet §5 and VGG §3.1, a cosine schedule so that short budgets end annealed",
+        dataset="cluttered-mnist",
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=64,
+        epochs=3,
+        schedule="cosine",
+        augment="none",
+        notes="The experiments set epochs per budget (quick/full); every arm of an experiment uses the same "
+        "recipe, so the arms differ only in the architecture option under test.",
+    )
+)
+register_recipe(
+    Recipe(
         name="alexnet2012",
         source="Krizhevsky et al. 2012 §5 (details of learning), §4.1 (augmentation)",
         optimizer="sgd",

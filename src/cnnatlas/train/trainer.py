@@ -129,6 +129,9 @@ class TrainOptions:
     model_options: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 4
     keep_checkpoints: int = 2
+    init_from: str | None = None  # run dir or weight file: copy tensors matching by name and shape
+    init_exclude: str | None = None  # comma-separated fnmatch patterns init_from leaves alone
+    freeze: str | None = None  # comma-separated fnmatch patterns of parameters not to train
 
 
 @dataclass
@@ -543,7 +546,7 @@ class _Trainer:
         self.seed = int(config["seed"])
         opts.val_seed = int((config["data"].get("validation") or {}).get("seed", 0))
         # the saved settings win, so the resumed run is the same run
-        for key in ("amp", "channels_last", "compile", "deterministic", "limit_train", "limit_test"):
+        for key in ("amp", "channels_last", "compile", "deterministic", "limit_train", "limit_test", "freeze"):
             setattr(opts, key, config.get(key, getattr(opts, key)))
         opts.root = opts.root or config["data"].get("root")
         opts.data_options = dict(config["data"].get("options", {}))
@@ -602,6 +605,18 @@ class _Trainer:
         self.model_options = model_options
         torch.manual_seed(_derived_seed(self.seed, 1))  # identical initial weights on every rank
         self.model: nn.Module = create_model(self.model_name, **model_options)
+        self.transfer = None
+        if opts.init_from and not resumed:  # a resumed run loads its own checkpoint instead
+            from cnnatlas.train.transfer import init_from
+
+            self.transfer = init_from(self.model, opts.init_from, exclude=opts.init_exclude)
+            self.emit("transfer", self.transfer.to_dict())
+        self.frozen: list[str] = []
+        if opts.freeze:
+            from cnnatlas.train.transfer import freeze
+
+            self.frozen = freeze(self.model, opts.freeze)
+            self.emit("freeze", {"patterns": opts.freeze, "frozen": self.frozen})
         self.adapter = InputAdapter.for_model(
             self.model,
             self.train_set,
@@ -707,6 +722,9 @@ class _Trainer:
             "checkpoint_every_minutes": opts.checkpoint_every_minutes,
             "limit_train": opts.limit_train,
             "limit_test": opts.limit_test,
+            "init_from": self.transfer.to_dict() if self.transfer is not None else None,
+            "freeze": opts.freeze,
+            "frozen": self.frozen,
             "metrics": {
                 "loss": LOSS_DEFINITION,
                 "plateau_watches": "val_top1" if self.val_set is not None else "train_top1",
