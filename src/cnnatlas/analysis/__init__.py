@@ -3,7 +3,7 @@
 ``analyze("vgg16")`` builds the network on the meta device (no weights allocated, no
 arithmetic), runs one traced forward pass in eval mode and returns an :class:`Analysis`:
 one row per leaf-module call and per functional op, and totals. Conventions (MACs, FLOPs,
-activations, receptive field, training memory) are in docs/analysis.md and DESIGN.md §4.
+activations, receptive field, training memory) are in docs/analysis.md.
 """
 
 from __future__ import annotations

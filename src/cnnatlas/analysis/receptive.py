@@ -1,6 +1,6 @@
 """Receptive field size, jump and start, propagated on tensors through the traced ATen ops.
 
-Per spatial axis the recursion of DESIGN.md §4 (Araujo et al., "Computing receptive fields of
+Per spatial axis the recursion of docs/analysis.md (Araujo et al., "Computing receptive fields of
 convolutional neural networks", Distill 2019)::
 
     j_out = j_in · s

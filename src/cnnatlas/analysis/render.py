@@ -1,5 +1,5 @@
 """The result of an analysis — per-layer rows and totals — and its renderings: a rich table,
-Markdown, CSV and JSON (the DESIGN.md §4 schema, plain integers)."""
+Markdown, CSV and JSON (the schema of docs/analysis.md, plain integers)."""
 
 from __future__ import annotations
 
