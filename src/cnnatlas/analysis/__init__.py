@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnatlas.analysis.memory import measure_training_step, optimizer_state_bytes
 from cnnatlas.analysis.render import Analysis, LayerRow
-from cnnatlas.analysis.trace import RawRow, TraceResult, display_namer, trace
+from cnnatlas.analysis.trace import RawRow, Tracer, TraceResult, display_namer, trace
 from cnnatlas.base import find_collapsing_layer, smallest_working_input
 from cnnatlas.errors import InputError
 
@@ -101,6 +101,20 @@ def analyze(
     ``optimizer`` (``sgd``, ``momentum`` or ``adam``) only affects the training-memory
     estimate. ``model_kwargs`` (``num_classes=10`` …) go to :func:`cnnatlas.create_model`.
     """
+    return _analyze_traced(model_or_name, input_size, batch, dtype, optimizer, model_kwargs, Tracer)[0]
+
+
+def _analyze_traced(
+    model_or_name: str | nn.Module,
+    input_size: Sequence[int] | None,
+    batch: int,
+    dtype: torch.dtype,
+    optimizer: str,
+    model_kwargs: dict[str, Any],
+    tracer_class: type[Tracer],
+) -> tuple[Analysis, TraceResult]:
+    """:func:`analyze` with the raw trace too, traced by ``tracer_class`` (cnnatlas.analysis.graph
+    passes one that also records which layer feeds which)."""
     optimizer_state_bytes(0, optimizer)  # validates the name before any work
     model, name, registered_input, state = _build(model_or_name, dtype, model_kwargs)
     chans = getattr(model, "in_chans", None)
@@ -110,9 +124,9 @@ def analyze(
     x = torch.empty((batch, *size), device="meta", dtype=dtype)
     names = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
     # A model built here is not handed back, so its mode need not be restored.
-    result = _trace_eval(model, name, x, state, names, restore_mode=not isinstance(model_or_name, str))
+    result = _trace_eval(model, name, x, state, names, not isinstance(model_or_name, str), tracer_class)
     display = display_namer(names)
-    return Analysis(
+    analysis = Analysis(
         model=name,
         input_shape=list(x.shape),
         dtype=str(dtype).replace("torch.", ""),
@@ -124,6 +138,7 @@ def analyze(
         module_types={path: type(m).__name__ for path, m in result.modules},
         module_names={path: display(path) or type(m).__name__ for path, m in result.modules},
     )
+    return analysis, result
 
 
 def _trace_eval(
@@ -133,6 +148,7 @@ def _trace_eval(
     state: dict[str, torch.Tensor] | None,
     names: dict[str, str],
     restore_mode: bool,
+    tracer_class: type[Tracer] = Tracer,
 ) -> TraceResult:
     """Trace ``model`` in eval mode; a failure caused by a too-small input becomes an
     InputError that names the collapsing layer and the smallest input that works."""
@@ -141,7 +157,7 @@ def _trace_eval(
         model.eval()
     shape = tuple(x.shape)
     try:
-        return trace(model, x, state, names)
+        return trace(model, x, state, names, tracer_class)
     except InputError as exc:
         if "got" in str(exc) and "channel" not in str(exc):
             raise _too_small(model, name, shape, str(exc)) from None

@@ -100,6 +100,9 @@ class TraceResult:
     uncounted_ops: dict[str, int]
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
+    # (producer row, consumer row, tensor shape): filled only by a recording tracer
+    # (cnnatlas.analysis.graph); row -1 is the network input, len(rows) its output.
+    edges: list[tuple[int, int, tuple[int, ...]]] | None = None
 
 
 class _ParamInfo:
@@ -522,10 +525,12 @@ def trace(
     x: Tensor,
     state: dict[str, Tensor] | None,
     names: dict[str, str],
+    tracer_class: type[Tracer] = Tracer,
 ) -> TraceResult:
     """Run ``model`` on the meta tensor ``x`` (through ``functional_call`` with ``state`` when
-    given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
-    return Tracer(model, state, names).run(x)
+    given) and collect one :class:`RawRow` per leaf-module call and per functional op.
+    ``tracer_class`` may be a :class:`Tracer` subclass that records more (the diagrams' edges)."""
+    return tracer_class(model, state, names).run(x)
 
 
 def _module_depth(path: str) -> int:

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cnnatlas.cli.train",  # train, recipes
     "cnnatlas.cli.evaluate",  # evaluate, predict
     "cnnatlas.cli.plot",  # plot bubble|winners|layers|rf|curves
+    "cnnatlas.cli.diagram",  # diagram
 )
 
 
