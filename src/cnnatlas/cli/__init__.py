@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "cnnatlas.cli.evaluate",  # evaluate, predict
     "cnnatlas.cli.plot",  # plot bubble|winners|layers|rf|curves
     "cnnatlas.cli.diagram",  # diagram
+    "cnnatlas.cli.atlas",  # atlas
 )
 
 
