@@ -225,8 +225,14 @@ class LayerGraph:
             analysis,
         )
 
-    def to_dot(self, rankdir: str = "TB") -> str:
-        """Graphviz source: boxes for convolutions, other shapes for pooling, FC, merges."""
+    def to_dot(self, rankdir: str = "TB", edge_labels: bool | None = None) -> str:
+        """Graphviz source: boxes for convolutions, other shapes for pooling, FC, merges.
+
+        Edges carry their tensor shape unless ``edge_labels`` is False; by default labels are
+        left out of densely connected graphs (DenseNet blocks), where they would cost Graphviz
+        minutes of layout and hide the wiring."""
+        if edge_labels is None:
+            edge_labels = len(self.edges) <= 2 * len(self.nodes) + 20
         title = f"{self.model} · input {shape_text(self.input_shape)} · cnnatlas diagram from the analyser trace"
         lines = [
             f'digraph "{_escape(self.model)}" {{',
@@ -246,7 +252,8 @@ class LayerGraph:
             if source.towers > 1 and target.towers == 1 and reads_all:
                 label += " (both towers)"  # a layer that reads every tower: the cross-tower connection
                 extra = ", style=bold"
-            lines.append(f'  {edge.source} -> {edge.target} [label="{_escape(label)}"{extra}];')
+            attributes = f'label="{_escape(label)}"{extra}' if edge_labels else extra.lstrip(", ")
+            lines.append(f"  {edge.source} -> {edge.target} [{attributes}];")
         lines.append("}")
         return "\n".join(lines) + "\n"
 

@@ -12,16 +12,23 @@ from typing import Any
 
 # Graphviz lays out a few hundred nodes in seconds; bigger networks (ResNet-1202) are drawn
 # with their blocks collapsed to the deepest module level that stays under this many nodes.
+# Dense wiring costs the layout more than nodes do, hence a budget on edges too.
 MAX_DIAGRAM_NODES = 160
+MAX_DIAGRAM_EDGES = 240
+RENDER_TIMEOUT_S = 60  # a page whose layout takes longer shows the DOT source instead
+
+
+def _fits(graph: Any) -> bool:
+    return len(graph.layer_nodes) <= MAX_DIAGRAM_NODES and len(graph.edges) <= MAX_DIAGRAM_EDGES
 
 
 def diagram_for_page(graph: Any) -> tuple[Any, int | None]:
     """(graph to draw, depth it was collapsed to or None for every layer)."""
-    if len(graph.layer_nodes) <= MAX_DIAGRAM_NODES:
+    if _fits(graph):
         return graph, None
-    for depth in (4, 3, 2, 1):
+    for depth in (4, 3, 2):
         collapsed = graph.collapse(depth)
-        if len(collapsed.layer_nodes) <= MAX_DIAGRAM_NODES:
+        if _fits(collapsed):
             return collapsed, depth
     return graph.collapse(1), 1
 
@@ -44,7 +51,7 @@ def model_record(name: str, render_diagrams: bool = True) -> dict[str, Any]:
     diagram_error = None
     if render_diagrams:
         try:
-            diagram_svg = render(drawn, "svg").decode()
+            diagram_svg = render(drawn, "svg", timeout=RENDER_TIMEOUT_S).decode()
             diagram_svg = diagram_svg[diagram_svg.find("<svg") :]  # inline: drop the XML prolog and DOCTYPE
         except Exception as exc:  # Graphviz missing or failing: the page keeps the DOT source
             diagram_error = str(exc)
@@ -155,4 +162,4 @@ def winners_record() -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["MAX_DIAGRAM_NODES", "diagram_for_page", "model_record", "winners_record"]
+__all__ = ["MAX_DIAGRAM_EDGES", "MAX_DIAGRAM_NODES", "diagram_for_page", "model_record", "winners_record"]

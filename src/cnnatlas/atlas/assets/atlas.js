@@ -36,6 +36,7 @@
   // -- tooltip ------------------------------------------------------------------------------
   var tip = null;
   function showTip(evt, html) {
+    if (!tip) tip = document.getElementById("tooltip");
     if (!tip) {
       tip = document.createElement("div");
       tip.id = "tooltip";
