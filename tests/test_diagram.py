@@ -62,6 +62,18 @@ def test_residual_additions_and_projection_shortcuts() -> None:
     assert len(graph.predecessors(nodes["conv2_2.add"].id)) == 2
 
 
+def test_dense_concatenations_and_fractal_joins() -> None:
+    dense = layer_graph("densenet40_k12")
+    nodes = _by_name(dense)
+    # Huang et al. 2017 eq. 2: layer ℓ reads the concatenation of all ℓ earlier outputs of its block
+    assert [len(dense.predecessors(nodes[f"dense_block1.layer{i}.cat"].id)) for i in (2, 3, 4)] == [2, 3, 4]
+    fractal = layer_graph("fractalnet20")
+    joins = [n for n in fractal.layer_nodes if n.name.startswith("features.block1.join")]
+    # Larsson et al. 2017 Fig. 1, C = 3: the block's joins merge 2 and then 3 columns
+    assert sorted(len(fractal.predecessors(j.id)) for j in joins) == [2, 3]
+    assert all(j.kind == "merge" for j in joins)
+
+
 def test_resnet50_at_depth_one_has_one_node_per_stage() -> None:
     graph = layer_graph("resnet50", depth=1)
     names = [n.name for n in graph.layer_nodes]

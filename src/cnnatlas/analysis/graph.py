@@ -339,7 +339,7 @@ def _kind(row: Any) -> str:
     kind = layer_kind(row)
     if kind != "other":
         return kind
-    if row.type in ("cat", "add", "add_", "stack", "mean") or row.type.startswith("cat"):
+    if row.type.lower() in ("cat", "add", "stack", "mean", "join"):  # concatenations, sums, fractal joins
         return "merge"
     return "other"
 
