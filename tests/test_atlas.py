@@ -172,6 +172,13 @@ def test_index_in_chromium(site: Path, browser) -> None:
     page.locator('#bubble .point[data-model="resnet18"]').hover()
     tip = page.locator("#tooltip").inner_text()
     assert "resnet18" in tip and "parameters" in tip and "torchvision" in tip
+    boxes = page.eval_on_selector_all(
+        "#bubble text.label",
+        "els => els.map(e => { const b = e.getBoundingClientRect(); return [b.x, b.y, b.right, b.bottom]; })",
+    )
+    assert len(boxes) == 2 and not any(
+        a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] for i, a in enumerate(boxes) for b in boxes[i + 1 :]
+    )
     page.fill("input.filter", "alex")
     assert page.locator("#model-table tbody tr:visible").count() == 1
     assert _not_blank(page.screenshot(full_page=True))

@@ -113,14 +113,20 @@
     pts.slice().sort(function (a, b) { return b.top1 - a.top1; }).forEach(function (p) {
       var px = X(Math.log10(p.macs / 1e9)), py = Y(p.top1), w = p.model.length * 6.2, h = 11;
       var r = Math.max(3, Math.sqrt(p.params / 1e6) * 2.2);
-      var tries = [[r + 3, 4], [r + 3, -6], [-r - 3 - w, 4], [-r - 3 - w, -6], [-w / 2, -r - 4], [-w / 2, r + 12],
-        [r + 3, 16], [r + 3, -18], [-r - 3 - w, 16], [-r - 3 - w, -18]];
+      var tries = [];
+      [0, 12, 24, 36, 50].forEach(function (d) {
+        tries.push([r + 3 + d, 4], [r + 3 + d, -6 - d], [-r - 3 - w - d, 4], [-r - 3 - w - d, -6 - d],
+          [-w / 2, -r - 4 - d], [-w / 2, r + 12 + d], [r + 3 + d, 16 + d], [-r - 3 - w - d, 16 + d]);
+      });
+      // a name that finds no free place is left to the tooltip rather than drawn over another
       for (var i = 0; i < tries.length; i++) {
         var box = { x: px + tries[i][0], y: py + tries[i][1] - h + 2, w: w, h: h };
         var free = box.x > m.l && box.x + w < W - m.r && box.y > m.t && box.y + h < H - m.b && placed.every(function (o) {
           return box.x + box.w < o.x || o.x + o.w < box.x || box.y + box.h < o.y || o.y + o.h < box.y;
         });
-        if (free || i === tries.length - 1) {
+        if (free) {
+          if (i >= 8)  // moved away from its bubble: a thin leader line
+            el("line", { x1: px, y1: py, x2: box.x + (box.x > px ? 0 : w), y2: box.y + h / 2, stroke: "#999", "stroke-width": 0.5 }, labels);
           placed.push(box);
           text(labels, box.x, box.y + h - 2, p.model, { "font-size": "10", class: "label" });
           break;
