@@ -71,7 +71,7 @@ class RawRow:
     activations: int = 0
     activation_bytes: int = 0
     output_shape: list[int] = field(default_factory=list)
-    rf: Field | None = None
+    rf: Any = None  # Field, receptive.UNKNOWN, or None where no 2-D spatial path leads
     spec: tuple[int, str] | None = None
     module_attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -100,6 +100,8 @@ class TraceResult:
     uncounted_ops: dict[str, int]
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
+    op_costs: dict[str, list[int]] = field(default_factory=dict)  # ATen op → [calls, MACs, FLOPs, elements]
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops that made a receptive field "?"
 
 
 class _ParamInfo:
@@ -146,7 +148,7 @@ class _OpDispatchMode(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         # Same rule as FlopCounterMode: decompose whatever can be decomposed, count the rest.
-        if func is not torch.ops.prim.device.default and func not in _FAST_META:
+        if func is not torch.ops.prim.device.default and func not in _FAST_META and func not in _KEEP_WHOLE:
             with self:
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:
@@ -313,6 +315,18 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
     return first if inplace else first.new_empty(first.shape)
 
 
+# Run whole rather than decomposed: the receptive field needs their arguments (nearest
+# interpolation decomposes into index arithmetic). Neither form has a FLOP formula in
+# torch.utils.flop_counter, so MACs stay FlopCounterMode's ÷ 2.
+_KEEP_WHOLE = frozenset(
+    (
+        torch.ops.aten.upsample_nearest2d.default,
+        torch.ops.aten.upsample_nearest2d.vec,
+        torch.ops.aten._upsample_nearest_exact2d.default,
+        torch.ops.aten._upsample_nearest_exact2d.vec,
+    )
+)
+
 _FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _fast_batch_norm_eval,
     torch.ops.aten.cat.default: _fast_cat,
@@ -343,7 +357,7 @@ class Tracer:
     hook are its methods, and the state they share (rows, module stack, receptive-field table,
     per-tensor depth, storage bookkeeping) is its attributes.
 
-    ``Tracer(model, state, names).run(x)`` returns a :class:`TraceResult`; a tracer runs once."""
+    ``Tracer(model, state, names).run(args, kwargs)`` returns a :class:`TraceResult`; a tracer runs once."""
 
     def __init__(self, model: nn.Module, state: dict[str, Tensor] | None, names: dict[str, str]) -> None:
         self.model = model
@@ -367,12 +381,16 @@ class Tracer:
         self.saved: dict[int, int] = {}  # storage → bytes autograd keeps for backward
         self.created_at: dict[int, int] = {}  # storage → index of the (non-aliasing) op that created it
         self.op_count = 0
+        self.op_costs: dict[str, list[int]] = {}  # ATen op → [calls, MACs, FLOPs, new elements]
 
     # -- the run -----------------------------------------------------------------------------------
-    def run(self, x: Tensor) -> TraceResult:
-        self.rf.set(x, INPUT_FIELD)
-        self.depth_of[id(x)] = 0
-        self.keep_alive.append(x)
+    def run(self, args: tuple[Tensor, ...], kwargs: dict[str, Tensor]) -> TraceResult:
+        for x in (*args, *kwargs.values()):
+            # Receptive fields are for 2-D spatial maps: N×C×H×W floating-point inputs.
+            if x.dim() == 4 and x.is_floating_point():
+                self.rf.set(x, INPUT_FIELD)
+            self.depth_of[id(x)] = 0
+            self.keep_alive.append(x)
         handles = []
         for path, module in self.modules:
             handles.append(module.register_forward_pre_hook(partial(self.on_module_start, path)))
@@ -384,9 +402,9 @@ class Tracer:
                 _OpDispatchMode(self.on_op),
             ):
                 if self.state is not None:
-                    output = torch.func.functional_call(self.model, self.state, (x,))
+                    output = torch.func.functional_call(self.model, self.state, args, kwargs)
                 else:
-                    output = self.model(x)
+                    output = self.model(*args, **kwargs)
         finally:
             for handle in handles:
                 handle.remove()
@@ -399,6 +417,8 @@ class Tracer:
             uncounted_ops=self.uncounted,
             unused_params=self.params.unassigned_numel(),
             modules=self.modules,
+            op_costs=self.op_costs,
+            field_unknown_ops=self.rf.unknown_ops,
         )
 
     # -- hooks ---------------------------------------------------------------------------------------
@@ -462,6 +482,14 @@ class Tracer:
             row = self._functional_row(frame, name, outputs, aliasing)
         row.macs += macs
         row.flops += flops
+        costs = self.op_costs.get(name)
+        if costs is None:
+            costs = self.op_costs[name] = [0, 0, 0, 0]
+        costs[0] += 1
+        costs[1] += macs
+        costs[2] += flops
+        if not aliasing and outputs:
+            costs[3] += outputs[0].numel()
         row.add_spec(rules.op_spec(func, args, kwargs, out))
 
     def on_saved_tensor(self, tensor: Tensor) -> Tensor:
@@ -519,13 +547,14 @@ class Tracer:
 
 def trace(
     model: nn.Module,
-    x: Tensor,
+    args: tuple[Tensor, ...],
+    kwargs: dict[str, Tensor],
     state: dict[str, Tensor] | None,
     names: dict[str, str],
 ) -> TraceResult:
-    """Run ``model`` on the meta tensor ``x`` (through ``functional_call`` with ``state`` when
-    given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
-    return Tracer(model, state, names).run(x)
+    """Run ``model(*args, **kwargs)`` on meta tensors (through ``functional_call`` with ``state``
+    when given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
+    return Tracer(model, state, names).run(args, kwargs)
 
 
 def _module_depth(path: str) -> int:
