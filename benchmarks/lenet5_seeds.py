@@ -47,7 +47,16 @@ def run_seed(seed: int, settings: list[str], out: Path) -> dict[str, float]:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    return {"seed": seed, "val": 100 * last["val_top1"], "test": 100 * last["test_top1"], "wall": wall}
+    device = json.loads((out / "config.json").read_text())["device"]
+    threads = torch.get_num_threads()  # what the child process gets too (OMP_NUM_THREADS, cores)
+    return {
+        "seed": seed,
+        "val": 100 * last["val_top1"],
+        "test": 100 * last["test_top1"],
+        "wall": wall,
+        "device": device,
+        "threads": threads,
+    }
 
 
 def mean_std(values: list[float]) -> str:
@@ -81,18 +90,17 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def publish(rows: list[dict[str, float]]) -> None:
+def publish(rows: list[dict[str, float]], note: str) -> None:
     tests = [r["test"] for r in rows]
-    walls = [r["wall"] for r in rows]
-    low, high = min(tests), max(tests)
     summary = (
-        f"{low:.1f}–{high:.1f} % top-1, mean {statistics.mean(tests):.2f} % over {len(rows)} seeds, on the "
-        f"1,000 test digits; about {statistics.mean(walls):.0f} s each on a shared 2-core CPU"
+        f"{min(tests):.1f}–{max(tests):.1f} % top-1, mean {statistics.mean(tests):.2f} % over {len(rows)} seeds, "
+        "on the 1,000 test digits"
     )
-    readme = ROOT / "README.md"
-    _replace_between(readme, summary)
-    details = f"`python benchmarks/lenet5_seeds.py --seeds {len(rows)} --publish` on {machine()}:\n\n" + table(
-        rows, False
+    _replace_between(ROOT / "README.md", summary)
+    devices = sorted({f"{r['device']}, {r['threads']} thread(s) per run" for r in rows})
+    details = (
+        f"`python benchmarks/lenet5_seeds.py --seeds {len(rows)} --publish` on {machine()} "
+        f"({'; '.join(devices)}){': ' + note if note else ''}.\n\n" + table(rows, False) + "\n"
     )
     _replace_between(ROOT / "docs" / "benchmarks.md", details)
 
@@ -131,8 +139,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--validation-only", action="store_true", help="print no test figure")
     parser.add_argument("--publish", action="store_true", help="write the result into README.md and docs/")
+    parser.add_argument("--note", default="", help="a remark on the machine's state, published with the figures")
     parser.add_argument("--save", type=Path, help="write the per-seed rows to this JSON file")
-    parser.add_argument("--load", type=Path, help="read per-seed rows saved by --save instead of training")
+    parser.add_argument(
+        "--load",
+        type=Path,
+        nargs="+",
+        help="read per-seed rows saved by --save (one or more files) instead of training",
+    )
     parser.add_argument("--recheck", type=Path, nargs="+", help="publish the validation accuracy of saved runs")
     args = parser.parse_args()
     if args.recheck:
@@ -140,18 +154,19 @@ def main() -> None:
         return
     if args.publish and (args.set or args.validation_only):
         raise SystemExit("--publish is for the default recipe and reports the test figure")
-    rows = json.loads(args.load.read_text())["rows"] if args.load else []
+    rows = [row for path in args.load or () for row in json.loads(path.read_text())["rows"]]
+    rows.sort(key=lambda row: row["seed"])
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.first_seed, args.first_seed + args.seeds) if not args.load else ():
             rows.append(run_seed(seed, args.set, Path(tmp) / f"seed{seed}"))
-            shown = {k: round(v, 2) for k, v in rows[-1].items() if not (args.validation_only and k == "test")}
+            shown = {k: v for k, v in rows[-1].items() if not (args.validation_only and k == "test")}
             print(json.dumps(shown), flush=True)
             if args.save:
                 args.save.write_text(json.dumps({"settings": args.set, "rows": rows}))
     print(f"\nlenet5 {' '.join(args.set) or '(recipe defaults)'} on {machine()}\n")
     print(table(rows, args.validation_only))
     if args.publish:
-        publish(rows)
+        publish(rows, args.note)
 
 
 if __name__ == "__main__":

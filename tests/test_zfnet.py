@@ -1,4 +1,4 @@
-"""ZFNet: Zeiler & Fergus 2013 (ECCV 2014, arXiv:1311.2901), Fig. 3 and Table 2; issue #2."""
+"""ZFNet: Zeiler & Fergus 2013 (ECCV 2014, arXiv:1311.2901), Fig. 3 and Table 2."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _params(model: nn.Module) -> int:
 
 
 def test_parameter_counts() -> None:
-    assert _params(_meta("zfnet")) == 62_357_608  # issue #2
+    assert _params(_meta("zfnet")) == 62_357_608  # summed from Fig. 3 layer shapes (weights + biases)
     # Table 2 model (b): conv3–5 with 512, 1024, 512 maps; the paper prints no count, so it is
     # summed here from the Fig. 3 layer shapes with those widths (weights + biases).
     conv = [(3, 96, 7), (96, 256, 5), (256, 512, 3), (512, 1024, 3), (1024, 512, 3)]

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnnatlas.errors import InputError
+from cnnatlas.errors import CnnAtlasError, InputError
+from cnnatlas.limits import MAX_IN_CHANS, MAX_NUM_CLASSES
 from cnnatlas.published import PublishedResult, results_for
 
 
@@ -94,10 +95,13 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def _lookup(name: str) -> tuple[ModelInfo, Builder]:
     _ensure_models_imported()
+    if not isinstance(name, str):
+        raise InputError(f"a model name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")  # VGG16, ResNet-50: names are matched case-insensitively
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[key]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `cnnatlas models` for the list"
         raise InputError(f"unknown model {name!r}{hint}") from None
 
@@ -114,17 +118,26 @@ def create_model(
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     kwargs.update(overrides)
-    for key in ("num_classes", "in_chans"):
-        if not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 1:
-            raise InputError(f"{name}: {key} must be a positive integer, got {kwargs[key]!r}")
+    for key, limit in (("num_classes", MAX_NUM_CLASSES), ("in_chans", MAX_IN_CHANS)):
+        value = kwargs[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise InputError(f"{name}: {key} must be a positive integer of at most {limit:,}, got {value!r}")
     accepted = inspect.signature(builder).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             options = ", ".join(sorted(set(accepted) - {"name"}))
             raise InputError(f"{name} does not accept {', '.join(unknown)}; its options are: {options}")
-    model = builder(**kwargs)
-    model.model_name = name  # lets error messages and the analyser name the network
+    try:
+        model = builder(**kwargs)
+    except CnnAtlasError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        # an option of the wrong type or an impossible size (e.g. growth_rate=-5) reaching PyTorch
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items())) or "its defaults"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name} cannot be built with {options}: {first}") from None
+    model.model_name = info.name  # lets error messages and the analyser name the network
     return model
 
 

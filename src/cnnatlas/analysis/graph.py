@@ -44,9 +44,10 @@ class GraphTracer(Tracer):
         self.producer: dict[int, int] = {}  # id(tensor) → row index (tensors kept alive by the base)
         self.edges: dict[tuple[int, int], tuple[int, ...]] = {}
 
-    def run(self, x: Tensor) -> TraceResult:
-        self.producer[id(x)] = self.INPUT
-        result = super().run(x)
+    def run(self, args: tuple[Tensor, ...], kwargs: dict[str, Tensor]) -> TraceResult:
+        for x in (*args, *kwargs.values()):
+            self.producer[id(x)] = self.INPUT
+        result = super().run(args, kwargs)
         end = len(self.rows)
         for t in _flat(result.output):
             source = self.producer.get(id(t))
@@ -356,7 +357,9 @@ def layer_graph(
     ``.analysis``); ``depth`` collapses deeper modules into one node each."""
     from cnnatlas.analysis import _analyze_traced
 
-    analysis, result = _analyze_traced(model_or_name, input_size, 1, dtype, "momentum", model_kwargs, GraphTracer)
+    analysis, result = _analyze_traced(
+        model_or_name, input_size, 1, dtype, None, None, "momentum", model_kwargs, GraphTracer
+    )
     rows = analysis.layers
     nodes = [GraphNode(INPUT_ID, "input", "input", "", list(analysis.input_shape), kind="io")]
     for index, row in enumerate(rows):

@@ -1,4 +1,4 @@
-"""`cnnatlas plot bubble|winners|layers|rf|curves`: the notes' charts as PNG, SVG or PDF."""
+"""`cnnatlas plot bubble|winners|layers|rf|curves|bench`: the notes' charts as PNG, SVG or PDF."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from cnnatlas.cli.analysis import PROTOCOL_CHOICES
 
-    plot = sub.add_parser("plot", help="charts: bubble, winners, layers, rf, curves (PNG/SVG/PDF by --out extension)")
+    plot = sub.add_parser("plot", help="charts: bubble, winners, layers, rf, curves, bench (PNG/SVG/PDF by extension)")
     charts = plot.add_subparsers(dest="chart", metavar="CHART", parser_class=type(plot))
     charts.required = True
 
@@ -35,6 +35,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
     c.add_argument("--metric", choices=("error", "train_error", "val_error", "test_error", "loss"), default="error")
     c.add_argument("--x", choices=("epoch", "step"), default="epoch")
+    be = chart("bench", "time and memory vs batch size, operations vs time (Canziani et al. 2016, Figs. 3–4)")
+    be.add_argument("result", metavar="RESULT.json", help="written by `cnnatlas bench --format json --out`")
+    be.add_argument("--batch", type=int, default=None, help="batch size of the operations-vs-time panel")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -55,6 +58,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         figure = charts.layers(args.models, metric=args.metric)
     elif args.chart == "rf":
         figure = charts.rf(args.model)
+    elif args.chart == "bench":
+        from cnnatlas.plot.bench import bench, load_bench_result
+
+        figure = bench(load_bench_result(args.result), batch=args.batch)
     else:
         figure = curves(args.runs, metric=args.metric, x=args.x)
     print(f"wrote {save_figure(figure, args.out)}")

@@ -205,20 +205,23 @@ DIGIT_BITMAPS: tuple[tuple[str, ...], ...] = (
 BITMAP_HEIGHT, BITMAP_WIDTH = 12, 7
 
 
-def rbf_prototypes(num_classes: int, length: int = BITMAP_HEIGHT * BITMAP_WIDTH) -> list[list[float]]:
-    """Fixed ±1 centres of the output RBF units, one per class.
+def rbf_prototypes(num_classes: int, length: int = BITMAP_HEIGHT * BITMAP_WIDTH) -> Tensor:
+    """Fixed ±1 centres of the output RBF units, one row per class (a float32 tensor).
 
     Classes 0–9 get the digit bitmaps. Further classes (the paper extends the output to the
     full ASCII set with more bitmaps) get rows of a Walsh–Hadamard matrix truncated to
-    ``length``: ±1 codes that are far apart, like the paper's "distributed codes".
+    ``length``: ±1 codes that are far apart, like the paper's "distributed codes". Entry
+    ``(r, j)`` of the Walsh matrix is ``(−1)^popcount(r & j)``, computed for all classes at once.
     """
-    codes: list[list[float]] = []
-    for cls in range(num_classes):
-        if cls < len(DIGIT_BITMAPS) and length == BITMAP_HEIGHT * BITMAP_WIDTH:
-            codes.append([1.0 if ch == "#" else -1.0 for row in DIGIT_BITMAPS[cls] for ch in row])
-        else:
-            row = cls + 1  # row 0 of a Walsh matrix is all ones; skip it
-            codes.append([-1.0 if bin(row & j).count("1") % 2 else 1.0 for j in range(length)])
+    rows = torch.arange(1, num_classes + 1, dtype=torch.int64)  # row 0 of a Walsh matrix is all ones; skip it
+    bits = rows[:, None] & torch.arange(length, dtype=torch.int64)[None, :]
+    for shift in (32, 16, 8, 4, 2, 1):  # parity of the set bits by folding
+        bits = bits ^ (bits >> shift)
+    codes = 1.0 - 2.0 * (bits & 1).to(torch.float32)
+    if length == BITMAP_HEIGHT * BITMAP_WIDTH:
+        digits = min(num_classes, len(DIGIT_BITMAPS))
+        bitmaps = [[1.0 if ch == "#" else -1.0 for row in DIGIT_BITMAPS[c] for ch in row] for c in range(digits)]
+        codes[:digits] = torch.tensor(bitmaps, dtype=torch.float32).reshape(digits, length)
     return codes
 
 
@@ -344,7 +347,7 @@ class EuclideanRBF(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
-        centres = torch.tensor(rbf_prototypes(num_classes, in_features))
+        centres = rbf_prototypes(num_classes, in_features)
         self.weight = nn.Parameter(centres, requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
