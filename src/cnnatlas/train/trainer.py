@@ -489,10 +489,15 @@ class _Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.checkpoint = None
-        if opts.resume:
-            self._setup_resume()
-        else:
-            self._setup_new()
+        try:
+            if opts.resume:
+                self._setup_resume()
+            else:
+                self._setup_new()
+        except BaseException:
+            if self.lock is not None:  # a failed setup leaves the folder free for the next writer
+                self.lock.release()
+            raise
 
     # -- new run / resumed run ---------------------------------------------------------------
     def _setup_new(self) -> None:
