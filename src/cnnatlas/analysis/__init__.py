@@ -39,9 +39,9 @@ def _build(
 ) -> tuple[nn.Module, str, tuple[int, int, int] | None, dict[str, torch.Tensor] | None]:
     """(model, its name, its registered input size or None, meta state for functional_call or None)."""
     if isinstance(model_or_name, str):
-        from cnnatlas.registry import _lookup, create_meta_model
+        from cnnatlas.registry import create_meta_model, lookup
 
-        info, _ = _lookup(model_or_name)  # unknown names raise InputError with suggestions
+        info = lookup(model_or_name).info  # unknown names raise InputError with suggestions
         model = create_meta_model(model_or_name, **model_kwargs)
         if dtype != torch.float32:
             model = model.to(dtype)
@@ -54,10 +54,10 @@ def _build(
     name = getattr(model, "model_name", "") or type(model).__name__
     registered = None
     if getattr(model, "model_name", ""):
-        from cnnatlas.registry import _lookup, list_models
+        from cnnatlas.registry import list_models, lookup
 
         if name in list_models():
-            registered = _lookup(name)[0].input_size
+            registered = lookup(name).info.input_size
     tensors = [*model.parameters(), *model.buffers()]
     if all(t.device.type == "meta" and (t.dtype == dtype or not t.is_floating_point()) for t in tensors):
         return model, name, registered, None  # already shapes only: trace it as it is

@@ -197,10 +197,9 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> Tensor:
 
 
 def _builder_accepts(model_name: str, keyword: str) -> bool:
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
-    _, builder = _lookup(model_name)
-    params = inspect.signature(builder).parameters
+    params = inspect.signature(lookup(model_name).builder).parameters
     return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
