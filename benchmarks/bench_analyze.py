@@ -108,7 +108,7 @@ def main() -> None:
         f"speed-up from a model name to its totals (each tool's build included): min {min(end_to_end):.1f}×, max {max(end_to_end):.1f}×"
     )
     if args.floor:
-        from cnnatlas.analysis.trace import _Tracer
+        from cnnatlas.analysis.trace import _OpDispatchMode
 
         print(f"{'model':18s} {'floor s':>8s} {'ours s':>8s} {'fastest of theirs ÷ floor':>26s}")
         for name, input_size, ours_t, theirs_t in floor_rows:
@@ -118,7 +118,7 @@ def main() -> None:
             def bare_dispatch() -> None:
                 # No autograd (ours needs it for the saved-tensor memory estimate), no hooks, no
                 # bookkeeping: only PyTorch's dispatch of each op to a meta kernel.
-                with torch.no_grad(), _Tracer(lambda *_: None):
+                with torch.no_grad(), _OpDispatchMode(lambda *_: None):
                     meta_model(x)
 
             floor_t, _ = best_of(args.repeat, bare_dispatch)

@@ -96,9 +96,9 @@ def test_costs_follow_the_rule_table(two_path) -> None:
 
 
 def test_params_totals_split_trainable_and_fixed(two_path) -> None:
-    model = TwoPath()
     t = two_path.totals
-    assert t["params"] == sum(p.numel() for p in model.parameters())
+    # stem 3·8·9 + 8, branch3 8·8·9, branch5 8·4·25, fc 12·5 + 5, the fixed scale 5
+    assert t["params"] == 224 + 576 + 800 + 65 + 5 == 1670
     assert t["fixed_params"] == 5 and t["trainable_params"] == t["params"] - 5
     assert sum(r.params for r in two_path.layers) == t["params"]
     assert t["param_bytes"] == 4 * t["params"]
@@ -169,7 +169,8 @@ def test_json_schema_is_design_section_4(two_path) -> None:
 
 def test_markdown_csv_and_rich_renderings(two_path) -> None:
     md = two_path.to_markdown()
-    assert md.startswith("| layer | spec |") and "| conv1 | 8 3×3 filters, stride 1, pad 1 |" in md
+    assert md.startswith("| layer | module path | spec |")
+    assert "| conv1 | stem | 8 3×3 filters, stride 1, pad 1 |" in md  # paper name, PyTorch path
     rows = list(csv.DictReader(io.StringIO(two_path.to_csv())))
     assert len(rows) == len(two_path.layers) and int(rows[0]["macs"]) == two_path.row("conv1").macs
     from rich.console import Console
@@ -262,8 +263,11 @@ def test_too_small_input_names_the_layer_and_the_smallest_size() -> None:
 def test_bad_arguments_raise_input_error() -> None:
     with pytest.raises(InputError, match="optimizer"):
         analyze(TwoPath(), input_size=(3, 8, 8), optimizer="rmsprop")
-    with pytest.raises(InputError, match="C×H×W"):
+    # Any shape is a valid request; a 2-D image model given one says what it needs.
+    with pytest.raises(InputError, match="needs a 4-D batch N×3×H×W"):
         analyze(TwoPath(), input_size=(8, 8))
+    with pytest.raises(InputError, match="sequence of integers"):
+        analyze(TwoPath(), input_size="3x8x8")
     with pytest.raises(InputError, match="unknown model"):
         analyze("no_such_net")
 

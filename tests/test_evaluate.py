@@ -346,3 +346,15 @@ def test_wrapped_models_are_evaluated_like_the_model_itself() -> None:
 
     data, model, adapter = _dataset(), _model(), _adapter()
     assert evaluate(Wrapper(model), data, adapter=adapter) == evaluate(model, data, adapter=adapter)
+
+
+def test_fast_inference_copy_gives_the_eager_figures(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(capsys, "evaluate", str(run_dir), "--format", "json")
+    assert code == 0, err
+    fast = json.loads(out)
+    code, out, err = _cli(capsys, "evaluate", str(run_dir), "--no-fast", "--format", "json")
+    assert code == 0, err
+    eager = json.loads(out)
+    assert (fast["inference"], eager["inference"]) == ("fast (fp32)", "eager")
+    assert fast["top1"] == eager["top1"] and fast["top5"] == eager["top5"]
+    assert fast["loss"] == pytest.approx(eager["loss"], rel=1e-4)

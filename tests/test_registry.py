@@ -1,4 +1,4 @@
-"""Registry contract (DESIGN.md §3) and the `cnnatlas models` command."""
+"""The registry's contract (register, list, create, model_info) and the `cnnatlas models` command."""
 
 from __future__ import annotations
 
@@ -63,14 +63,29 @@ def test_too_small_input_names_the_collapsing_layer() -> None:
 
 
 def test_unknown_model_suggests_close_names() -> None:
-    with pytest.raises(cnnatlas.InputError, match="did you mean"):
-        cnnatlas.create_model("tiny_opts_tst")
+    register_model(ModelInfo("tiny_close_test", "test", _PAPER, (1, 8, 8), "none", 2), _Tiny)
+    with pytest.raises(cnnatlas.InputError, match="did you mean tiny_close_test"):
+        cnnatlas.create_model("tiny_close_tst")
+    with pytest.raises(cnnatlas.InputError, match="did you mean resnet18"):
+        cnnatlas.create_model("resnet_18")
 
 
 def test_list_models_is_sorted_and_filtered() -> None:
+    for name in ("tiny_list_b", "tiny_list_a", "tiny_other"):
+        register_model(ModelInfo(name, "test", _PAPER, (1, 8, 8), "none", 2), _Tiny)
     names = cnnatlas.list_models()
-    assert names == sorted(names)
-    assert all(n.startswith("tiny_") for n in cnnatlas.list_models("tiny_*"))
+    assert names == sorted(names) and {"tiny_list_a", "tiny_list_b", "tiny_other"} <= set(names)
+    assert cnnatlas.list_models("tiny_list_*") == ["tiny_list_a", "tiny_list_b"]
+    assert cnnatlas.list_models("tiny_list_?") == ["tiny_list_a", "tiny_list_b"]
+    assert cnnatlas.list_models("TINY_*") == []  # case-sensitive, as model names are lower-case
+
+
+def test_models_registered_inside_a_test_are_gone_after_it(registry_snapshot) -> None:
+    before = cnnatlas.list_models()
+    with registry_snapshot():
+        register_model(ModelInfo("tiny_snapshot_test", "test", _PAPER, (1, 8, 8), "none", 2), _Tiny)
+        assert "tiny_snapshot_test" in cnnatlas.list_models()
+    assert cnnatlas.list_models() == before
 
 
 def test_models_command_json(capsys) -> None:

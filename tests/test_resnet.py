@@ -69,10 +69,10 @@ EXACT_PARAMS = {
     "resnext50_32x4d": 25_028_904,
     "resnext101_32x8d": 88_791_336,
     "resnext101_64x4d": 83_455_272,
-    # issue #3 (He et al. 2015 Table 6 rounds them to 0.27M and 1.7M)
+    # summed from §4.2's CIFAR architecture (He et al. 2015 Table 6 rounds them to 0.27M and 1.7M)
     "resnet20": 269_722,
     "resnet110": 1_727_962,
-    # issue #3 (Zagoruyko & Komodakis 2016 Table 5 rounds it to 36.5M)
+    # summed from Table 1's WRN-28-10 (Zagoruyko & Komodakis 2016 Table 5 rounds it to 36.5M)
     "wrn28_10": 36_479_194,
 }
 
@@ -481,3 +481,12 @@ def test_activation_memory_matches_torchvision() -> None:
     theirs = cnnatlas.analyze(reference, input_size=(3, 224, 224)).totals
     assert ours["activations"] == theirs["activations"]
     assert ours["saved_activation_bytes"] == theirs["saved_activation_bytes"]
+
+
+def test_preact_cifar_results_cite_the_papers_tables() -> None:
+    # He et al. 2016 (arXiv:1603.05027): CIFAR-10 errors are in Table 3, CIFAR-100 errors in Table 4.
+    table = {"CIFAR-10": "Table 3", "CIFAR-100": "Table 4"}
+    results = [r for name in ("preact_resnet164", "preact_resnet1001") for r in cnnatlas.model_info(name).results]
+    assert {r.dataset for r in results} == {"CIFAR-10", "CIFAR-100"}
+    for result in results:
+        assert result.source.startswith(table[result.dataset]), result

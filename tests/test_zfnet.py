@@ -1,4 +1,4 @@
-"""ZFNet: Zeiler & Fergus 2013 (ECCV 2014, arXiv:1311.2901), Fig. 3 and Table 2; issue #2."""
+"""ZFNet: Zeiler & Fergus 2013 (ECCV 2014, arXiv:1311.2901), Fig. 3 and Table 2."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _params(model: nn.Module) -> int:
 
 
 def test_parameter_counts() -> None:
-    assert _params(_meta("zfnet")) == 62_357_608  # issue #2
+    assert _params(_meta("zfnet")) == 62_357_608  # summed from Fig. 3 layer shapes (weights + biases)
     # Table 2 model (b): conv3–5 with 512, 1024, 512 maps; the paper prints no count, so it is
     # summed here from the Fig. 3 layer shapes with those widths (weights + biases).
     conv = [(3, 96, 7), (96, 256, 5), (256, 512, 3), (512, 1024, 3), (1024, 512, 3)]
@@ -74,13 +74,13 @@ def test_fc6_pins_the_input_range() -> None:
         model(torch.empty(1, 3, 239, 239, device="meta"))
 
 
-def test_filter_renormalisation_caps_rms_at_the_radius() -> None:
+def test_post_step_hook_caps_filter_rms_at_the_radius() -> None:
     torch.manual_seed(0)
     model = cnnatlas.create_model("zfnet")
     with torch.no_grad():
         model.conv1.weight[0].mul_(100.0)  # RMS ≈ 1, far above the radius
     small = model.conv1.weight[1].detach().clone()  # RMS ≈ 0.01 (§3 init), left alone
-    model.renormalize_filters_(radius=0.1)  # §3: filters with RMS > 10^-1 are renormalised
+    model.after_optimizer_step()  # what the trainer calls: §3, filters with RMS > 10^-1 are renormalised
     rms = model.conv1.weight.detach().pow(2).mean(dim=(1, 2, 3)).sqrt()
     assert abs(float(rms[0]) - 0.1) < 1e-6
     assert torch.equal(model.conv1.weight[1].detach(), small)

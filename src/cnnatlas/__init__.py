@@ -1,6 +1,6 @@
 """cnnatlas — the classic convolutional networks as published, measured layer by layer.
 
-Public API (see docs/ and DESIGN.md §3)::
+Public API (docs/README.md is the guide)::
 
     import cnnatlas
     cnnatlas.list_models("resnet*")

@@ -69,6 +69,10 @@ class AtlasModel(nn.Module):
             output / temperature if temperature != 1.0 else output, target, label_smoothing=label_smoothing
         )
 
+    def after_optimizer_step(self) -> None:
+        """Called by the trainer after every optimiser step; a no-op unless the paper constrains
+        the weights between steps (ZFNet §3 renormalises its filters)."""
+
     @staticmethod
     def main_logits(output: Any) -> Tensor:
         """The main classifier's logits out of whatever ``forward`` returned."""

@@ -79,3 +79,46 @@ def paper_names_by_prefix(model: nn.Module, prefixes: dict[str, str]) -> dict[st
                 names[path] = ".".join([prefixes[head], *parts[cut:]])
                 break
     return names
+
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+
+
+def make_activation(name: str) -> nn.Module:
+    """ReLU (Nair & Hinton 2010; AlexNet §3.1), or the saturating tanh and logistic sigmoid
+    that AlexNet Fig. 1 and LeNet-5 compare it with."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+
+
+class ConvNormAct(nn.Sequential):
+    """Convolution (``padding = kernel // 2``: "same" for odd kernels, as VGG §2.1) → batch norm
+    (optional; the convolution then has no bias) → activation → local response normalisation
+    (optional, after the non-linearity as in AlexNet §3.3)."""
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        kernel_size: int,
+        *,
+        stride: int = 1,
+        groups: int = 1,
+        batch_norm: bool = False,
+        activation: str = "relu",
+        lrn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_chans, out_chans, kernel_size, stride, kernel_size // 2, groups=groups, bias=not batch_norm
+        )
+        if batch_norm:
+            self.bn = nn.BatchNorm2d(out_chans)
+        self.act = make_activation(activation)
+        if lrn:
+            self.lrn = LocalResponseNorm()

@@ -1,9 +1,10 @@
 """The one model registry: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
 
 Family files register their variants from tables at import time (see ``cnnatlas.models``).
-A registration is static metadata (paper, input size, published results) plus a keyword-only
+A registration is static metadata (paper, input size) plus a keyword-only
 builder; figures that depend on the built network (parameter count, minimum input size) are
-read off a model built on the meta device, so they can never drift from the code.
+read off a model built on the meta device, so they can never drift from the code; published
+results come from the one table in ``cnnatlas.published``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnnatlas.errors import InputError
+from cnnatlas.errors import CnnAtlasError, InputError
+from cnnatlas.limits import MAX_IN_CHANS, MAX_NUM_CLASSES
+from cnnatlas.published import PublishedResult, results_for
 
 
 @dataclass(frozen=True)
@@ -43,19 +46,6 @@ class Paper:
 
 
 @dataclass(frozen=True)
-class PublishedResult:
-    """One number a paper reports for this exact network, with the table it comes from.
-
-    ``value`` is in percent, as papers print it (e.g. top-1 error 37.5).
-    """
-
-    dataset: str
-    metric: str  # "top-1 error", "top-5 error", "top-1 accuracy", "error"
-    value: float
-    source: str  # e.g. "Table 2, 1 crop, val"
-
-
-@dataclass(frozen=True)
 class ModelInfo:
     """Everything cnnatlas knows about a registered network without running it."""
 
@@ -66,6 +56,8 @@ class ModelInfo:
     dataset: str  # the data set the design targets, e.g. "ImageNet-1k", "CIFAR-10", "MNIST"
     num_classes: int
     description: str = ""
+    # Published numbers: the table in cnnatlas.published fills this in model_info(); a network
+    # registered from outside the package may bring its own.
     results: tuple[PublishedResult, ...] = ()
     torchvision_name: str | None = None  # state-dict compatible torchvision model, if any
     default_recipe: str | None = None
@@ -116,10 +108,13 @@ def lookup(name: str) -> Registration:
     on the meta device to count its parameters; this does not). An unknown name raises
     :class:`~cnnatlas.errors.InputError` suggesting the closest registered names."""
     _ensure_models_imported()
+    if not isinstance(name, str):
+        raise InputError(f"a model name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")  # VGG16, ResNet-50: names are matched case-insensitively
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[key]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `cnnatlas models` for the list"
         raise InputError(f"unknown model {name!r}{hint}") from None
 
@@ -136,17 +131,26 @@ def create_model(
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     kwargs.update(overrides)
-    for key in ("num_classes", "in_chans"):
-        if not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 1:
-            raise InputError(f"{name}: {key} must be a positive integer, got {kwargs[key]!r}")
+    for key, limit in (("num_classes", MAX_NUM_CLASSES), ("in_chans", MAX_IN_CHANS)):
+        value = kwargs[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise InputError(f"{name}: {key} must be a positive integer of at most {limit:,}, got {value!r}")
     accepted = inspect.signature(builder).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             options = ", ".join(sorted(set(accepted) - {"name"}))
             raise InputError(f"{name} does not accept {', '.join(unknown)}; its options are: {options}")
-    model = builder(**kwargs)
-    model.model_name = name  # lets error messages and the analyser name the network
+    try:
+        model = builder(**kwargs)
+    except CnnAtlasError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        # an option of the wrong type or an impossible size (e.g. growth_rate=-5) reaching PyTorch
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items())) or "its defaults"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name} cannot be built with {options}: {first}") from None
+    model.model_name = info.name  # lets error messages and the analyser name the network
     return model
 
 
@@ -202,8 +206,9 @@ def create_meta_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def model_info(name: str) -> ModelInfo:
-    """Static metadata plus parameter count and minimum input size read off a meta-device build."""
-    info, _ = lookup(name)
+    """Static metadata, published results (cnnatlas.published), and the parameter count and
+    minimum input size read off a meta-device build."""
+    info = lookup(name).info
     model = create_meta_model(name)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -212,4 +217,5 @@ def model_info(name: str) -> ModelInfo:
         params=params,
         trainable_params=trainable,
         min_input_size=getattr(model, "min_input_size", None),
+        results=info.results + results_for(name, info.torchvision_name),
     )

@@ -17,7 +17,7 @@ framework's workspaces (e.g. oneDNN's convolution buffers), and allocator roundi
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -44,7 +44,7 @@ def _make_optimizer(params: Any, optimizer: str) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=1e-3)
 
 
-def _tensor_bytes(tensors: Any) -> int:
+def tensor_bytes(tensors: Any) -> int:
     seen: set[int] = set()
     total = 0
     for t in tensors:
@@ -59,6 +59,26 @@ def _loss(model: nn.Module, out: Any, target: torch.Tensor) -> torch.Tensor:
         return model.training_loss(out, target)
     logits = out if isinstance(out, torch.Tensor) else out[0]
     return nn.functional.cross_entropy(logits, target)
+
+
+def cpu_allocation_peak(call: Callable[[], Any]) -> int:
+    """The largest running sum of CPU allocations minus frees while ``call()`` runs, in bytes,
+    from the profiler's memory accounting (``profile_memory=True``: every allocation and free
+    with a timestamp). Tensors alive before the call are not included."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+    )
+    running = peak = 0
+    for _, nbytes in events:
+        running += nbytes
+        peak = max(peak, running)
+    return peak
 
 
 def measure_training_step(
@@ -100,23 +120,11 @@ def measure_training_step(
         torch.cuda.synchronize(device)
         return {"peak_bytes": int(torch.cuda.max_memory_allocated(device)), "method": "torch.cuda.max_memory_allocated"}
 
-    baseline = _tensor_bytes(
+    baseline = tensor_bytes(
         [*model.parameters(), *model.buffers(), x, target]
         + [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
     )
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()  # type: ignore[union-attr]
-        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
-    )
-    running = peak = 0
-    for _, nbytes in events:
-        running += nbytes
-        peak = max(peak, running)
+    peak = cpu_allocation_peak(step)
     return {
         "peak_bytes": int(baseline + peak),
         "baseline_bytes": int(baseline),

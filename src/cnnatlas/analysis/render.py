@@ -1,5 +1,5 @@
 """The result of an analysis — per-layer rows and totals — and its renderings: a rich table,
-Markdown, CSV and JSON (the DESIGN.md §4 schema, plain integers)."""
+Markdown, CSV and JSON (the schema of docs/analysis.md, plain integers)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class LayerRow:
     flops: int
     activations: int  # elements of the output, if it is a new tensor
     activation_bytes: int
-    receptive_field: int  # size r on the larger axis, in input pixels
-    jump: int  # effective stride j
+    receptive_field: float | None  # size r on the larger axis, in input pixels; 0 n/a, None unknown
+    jump: float | None  # effective stride j (a fraction after upsampling); 0 n/a, None unknown
     start: float  # centre of the first output's field (input pixel coordinates)
     depth: int  # module nesting depth (for --depth collapsing)
     path: str  # module path in the PyTorch model ("" = the model itself)
@@ -52,6 +52,83 @@ class LayerRow:
         return ordered
 
 
+# -- columns of the per-layer table ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """One column of a table: its header, alignment and how a row's cell reads."""
+
+    key: str
+    header: str
+    right: bool
+    cell: Callable[[Any, Any], str]
+
+
+def check_columns(columns: Sequence[str], known: dict[str, Any]) -> list[str]:
+    """``columns`` as a list, every key known (an InputError lists the keys otherwise)."""
+    keys = [c.strip() for c in (columns.split(",") if isinstance(columns, str) else columns) if c.strip()]
+    unknown = [k for k in keys if k not in known]
+    if unknown or not keys:
+        from cnnatlas.errors import InputError
+
+        raise InputError(f"unknown column {', '.join(unknown) or '(none)'}; columns are: {', '.join(known)}")
+    return keys
+
+
+def field_text(value: float | None) -> str:
+    """Receptive field or jump as printed: "?" unknown, "" not applicable, "2.5" fractional."""
+    if value is None:
+        return "?"
+    return "" if value == 0 else f"{value:g}"
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else ""
+
+
+def module_path_text(layer: LayerRow) -> str:
+    """The row's place in the PyTorch model: the module path, and for an op run in a
+    module's forward, that op after the module path."""
+    if layer.type and layer.type[:1].islower():  # functional rows are typed by their ATen op
+        return f"{layer.path}:{layer.type}" if layer.path else layer.type
+    return layer.path or "(model)"
+
+
+LAYER_COLUMNS: dict[str, Column] = {
+    c.key: c
+    for c in (
+        Column("layer", "layer", False, lambda r, a: r.name),
+        Column("module", "module path", False, lambda r, a: module_path_text(r)),
+        Column("type", "type", False, lambda r, a: r.type),
+        Column("spec", "spec", False, lambda r, a: r.spec or r.type),
+        Column("output", "output", False, lambda r, a: shape_text(r.output_shape)),
+        Column("params", "params", True, lambda r, a: f"{r.params:,}"),
+        Column("macs", "MACs", True, lambda r, a: f"{r.macs:,}"),
+        Column("macs_short", "MACs", True, lambda r, a: human(r.macs)),
+        Column("macs_percent", "MACs %", True, lambda r, a: _percent(r.macs, a.totals["macs"])),
+        Column("flops", "FLOPs", True, lambda r, a: human(r.flops)),
+        Column("flops_full", "FLOPs", True, lambda r, a: f"{r.flops:,}"),
+        Column("activations", "activations", True, lambda r, a: f"{r.activations:,}"),
+        Column("memory", "memory", True, lambda r, a: human_bytes(r.activation_bytes)),
+        Column("rf", "RF", True, lambda r, a: field_text(r.receptive_field)),
+        Column("jump", "jump", True, lambda r, a: field_text(r.jump)),
+        Column("start", "start", True, lambda r, a: "" if r.receptive_field == 0 else f"{r.start:g}"),
+    )
+}
+DEFAULT_COLUMNS = (
+    "layer",
+    "module",
+    "spec",
+    "output",
+    "params",
+    "macs_short",
+    "flops",
+    "activations",
+    "memory",
+    "rf",
+    "jump",
+)
+
+
 TOTAL_FIELDS = (
     "params",
     "trainable_params",
@@ -59,6 +136,7 @@ TOTAL_FIELDS = (
     "unused_params",
     "macs",
     "flops",
+    "training_flops",
     "activations",
     "activation_bytes",
     "input_activations",
@@ -88,6 +166,9 @@ class Analysis:
     module_types: dict[str, str] = field(default_factory=dict, repr=False)
     module_names: dict[str, str] = field(default_factory=dict, repr=False)
     measured: dict[str, Any] | None = None
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # name, shape, dtype of each input
+    operators: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)  # ATen op → calls, costs
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops after which the field is "?"
 
     # -- access ----------------------------------------------------------------------------------
     def row(self, name: str) -> LayerRow:
@@ -150,6 +231,7 @@ class Analysis:
         data: dict[str, Any] = {
             "model": self.model,
             "input_shape": list(self.input_shape),
+            "inputs": [dict(item) for item in self.inputs],
             "layers": [layer.to_dict() for layer in self.layers],
             "totals": {key: int(self.totals[key]) for key in TOTAL_FIELDS},
             "dtype": self.dtype,
@@ -158,6 +240,8 @@ class Analysis:
         }
         if self.uncounted_ops:
             data["uncounted_ops"] = dict(self.uncounted_ops)
+        if self.field_unknown_ops:
+            data["receptive_field_unknown_after"] = dict(self.field_unknown_ops)
         if self.measured is not None:
             data["measured"] = dict(self.measured)
         return data
@@ -165,24 +249,12 @@ class Analysis:
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
-    def _cells(self) -> list[list[str]]:
-        return [
-            [
-                layer.name,
-                layer.spec or layer.type,
-                shape_text(layer.output_shape),
-                f"{layer.params:,}",
-                human(layer.macs),
-                human(layer.flops),
-                f"{layer.activations:,}",
-                human_bytes(layer.activation_bytes),
-                str(layer.receptive_field) if layer.receptive_field else "",
-                str(layer.jump) if layer.jump else "",
-            ]
-            for layer in self.layers
-        ]
-
-    HEADERS = ("layer", "spec", "output", "params", "MACs", "FLOPs", "activations", "memory", "RF", "jump")
+    def cells(self, columns: Sequence[str] = DEFAULT_COLUMNS) -> tuple[list[str], list[list[str]], list[bool]]:
+        """(headers, one row of text cells per layer, right-aligned?) for ``columns``
+        (keys of :data:`LAYER_COLUMNS`)."""
+        chosen = [LAYER_COLUMNS[key] for key in check_columns(columns, LAYER_COLUMNS)]
+        rows = [[column.cell(layer, self) for column in chosen] for layer in self.layers]
+        return [c.header for c in chosen], rows, [c.right for c in chosen]
 
     def totals_lines(self) -> list[tuple[str, str]]:
         t = self.totals
@@ -190,6 +262,10 @@ class Analysis:
             ("params", f"{t['params']:,} ({t['trainable_params']:,} trainable, {t['fixed_params']:,} fixed)"),
             ("MACs", f"{t['macs']:,} ({human(t['macs'])})"),
             ("FLOPs", f"{t['flops']:,} ({human(t['flops'])})"),
+            (
+                "FLOPs per training step (forward + backward)",
+                f"{t['training_flops']:,} ({human(t['training_flops'])}; rule in docs/analysis.md)",
+            ),
             ("activations (forward)", f"{t['activations']:,} elements, {human_bytes(t['activation_bytes'])}"),
             ("input", f"{t['input_activations']:,} elements, {human_bytes(t['input_bytes'])}"),
             ("parameter memory", human_bytes(t["param_bytes"])),
@@ -210,16 +286,36 @@ class Analysis:
             lines.append(("measured peak", f"{human_bytes(self.measured['peak_bytes'])} ({self.measured['method']})"))
         if self.uncounted_ops:
             lines.append(("ops without a FLOP rule (0 FLOPs)", ", ".join(sorted(self.uncounted_ops))))
+        if self.field_unknown_ops:
+            lines.append(('receptive field unknown ("?") after', ", ".join(sorted(self.field_unknown_ops))))
         return lines
 
-    def to_markdown(self) -> str:
-        out = [markdown_table(self.HEADERS, self._cells()), "", "| total | |", "|---|---|"]
+    def to_markdown(self, columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
+        headers, rows, _ = self.cells(columns)
+        out = [markdown_table(headers, rows), "", "| total | |", "|---|---|"]
         out += [f"| {k} | {v} |" for k, v in self.totals_lines()]
         return "\n".join(out) + "\n"
 
-    def to_csv(self) -> str:
+    def to_text(self, columns: Sequence[str] = DEFAULT_COLUMNS) -> str:
+        """Plain fixed-width text: the title, the table (never truncated) and the totals."""
+        headers, rows, right = self.cells(columns)
+        key_width = max(len(k) for k, _ in self.totals_lines())
+        totals = "\n".join(f"{k.ljust(key_width)}  {v}" for k, v in self.totals_lines())
+        return f"{self.title()}\n\n{plain_table(headers, rows, right)}\n{totals}\n"
+
+    def title(self) -> str:
+        inputs = ", ".join(f"{'×'.join(map(str, i['shape']))} {i['dtype']}" for i in self.inputs)
+        return f"{self.model} — input {inputs or '×'.join(map(str, self.input_shape))}"
+
+    def to_csv(self, columns: Sequence[str] | None = None) -> str:
+        """Every field of every row as plain numbers; or, with ``columns``, those cells as printed."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
+        if columns is not None:
+            headers, rows, _ = self.cells(columns)
+            writer.writerow(headers)
+            writer.writerows(rows)
+            return buffer.getvalue()
         keys = list(self.layers[0].to_dict()) if self.layers else ["name"]
         writer.writerow(keys)
         for layer in self.layers:
@@ -227,20 +323,21 @@ class Analysis:
             writer.writerow(["x".join(map(str, v)) if isinstance(v, list) else v for v in (data[k] for k in keys)])
         return buffer.getvalue()
 
-    def to_rich(self) -> Any:
-        """A ``rich`` renderable: the per-layer table followed by the totals."""
+    def to_rich(self, columns: Sequence[str] = DEFAULT_COLUMNS) -> Any:
+        """A ``rich`` renderable: the per-layer table followed by the totals (for a terminal
+        wide enough to show every cell whole; anything else gets :meth:`to_text`)."""
         from rich.console import Group
         from rich.table import Table
 
-        shape = "×".join(map(str, self.input_shape))
-        table = Table(title=f"{self.model} — input {shape} ({self.dtype})", show_lines=False)
-        for i, header in enumerate(self.HEADERS):
-            table.add_column(header, justify="left" if i < 3 else "right")
-        for cells in self._cells():
+        headers, rows, right = self.cells(columns)
+        table = Table(title=self.title(), show_lines=False)
+        for header, is_number in zip(headers, right):
+            table.add_column(header, justify="right" if is_number else "left", no_wrap=is_number, overflow="fold")
+        for cells in rows:
             table.add_row(*cells)
         totals = Table(show_header=False, box=None)
         totals.add_column(style="bold")
-        totals.add_column()
+        totals.add_column(overflow="fold")
         for key, value in self.totals_lines():
             totals.add_row(key, value)
         return Group(table, totals)
@@ -278,3 +375,26 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
+    """A fixed-width text table that never truncates: each column is as wide as its widest
+    cell, numbers (``right``-aligned columns) are printed in full, and a cell holding line
+    breaks continues on the next lines of its column (how long names wrap)."""
+    right = list(right) if right is not None else [False] * len(headers)
+    split_rows = [[str(cell).split("\n") for cell in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in split_rows:
+        for i, lines in enumerate(row):
+            widths[i] = max(widths[i], *(len(line) for line in lines))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    for row in split_rows:
+        height = max(len(lines) for lines in row)
+        for k in range(height):
+            out.append(line([lines[k] if k < len(lines) else "" for lines in row]))
+    return "\n".join(out) + "\n"

@@ -18,6 +18,7 @@ Tensors live on the meta device: shapes and dtypes only, no storage, no arithmet
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import torch
@@ -67,10 +68,11 @@ class RawRow:
     trainable_params: int = 0
     macs: int = 0
     flops: int = 0
+    backward_flops: int = 0
     activations: int = 0
     activation_bytes: int = 0
     output_shape: list[int] = field(default_factory=list)
-    rf: Field | None = None
+    rf: Any = None  # Field, receptive.UNKNOWN, or None where no 2-D spatial path leads
     spec: tuple[int, str] | None = None
     module_attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -99,13 +101,18 @@ class TraceResult:
     uncounted_ops: dict[str, int]
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
+    op_costs: dict[str, list[int]] = field(default_factory=dict)  # ATen op → [calls, MACs, FLOPs, elements]
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops that made a receptive field "?"
 
 
 class _ParamInfo:
-    """Parameters per owning module path, each counted once even if shared."""
+    """Parameters per owning module path, each counted once even if shared, each charged to
+    one row: a leaf module's row, or the functional op that reads a container's own parameter
+    (``F.linear(x, self.weight)`` charges ``weight`` to the ``mm`` row, not the first op)."""
 
-    def __init__(self, modules: list[tuple[str, nn.Module]]) -> None:
+    def __init__(self, modules: list[tuple[str, nn.Module]], state: dict[str, Tensor] | None) -> None:
         self.by_path: dict[str, list[tuple[str, nn.Parameter]]] = {}
+        self.by_storage: dict[int, tuple[str, str, nn.Parameter]] = {}  # what ops see → (path, name, param)
         seen: set[int] = set()
         for path, module in modules:
             owned = []
@@ -113,27 +120,45 @@ class _ParamInfo:
                 if param is not None and id(param) not in seen:
                     seen.add(id(param))
                     owned.append((pname, param))
+                    seen_as = param if state is None else state.get(f"{path}.{pname}" if path else pname)
+                    if seen_as is not None:
+                        self.by_storage[storage_key(seen_as)] = (path, pname, param)
             if owned:
                 self.by_path[path] = owned
-        self.assigned: set[str] = set()
+        self.assigned: set[tuple[str, str]] = set()
+
+    def _charge(self, path: str, pname: str, param: nn.Parameter, row: RawRow) -> None:
+        self.assigned.add((path, pname))
+        if pname.endswith("bias"):
+            row.bias_params += param.numel()
+        else:
+            row.weight_params += param.numel()
+        if param.requires_grad:
+            row.trainable_params += param.numel()
 
     def assign(self, path: str, row: RawRow) -> None:
-        if path in self.assigned or path not in self.by_path:
-            return
-        self.assigned.add(path)
-        for pname, param in self.by_path[path]:
-            if pname.endswith("bias"):
-                row.bias_params += param.numel()
-            else:
-                row.weight_params += param.numel()
-            if param.requires_grad:
-                row.trainable_params += param.numel()
+        """Charge every not yet charged parameter of ``path`` to ``row``."""
+        for pname, param in self.by_path.get(path, ()):
+            if (path, pname) not in self.assigned:
+                self._charge(path, pname, param, row)
+
+    def assign_read(self, tensors: list[Tensor], row: RawRow) -> None:
+        """Charge the parameters among an op's inputs (views of them included) to its row."""
+        for t in tensors:
+            owner = self.by_storage.get(storage_key(t))
+            if owner is not None and (owner[0], owner[1]) not in self.assigned:
+                self._charge(*owner, row)
+
+    def has_unassigned(self, path: str) -> bool:
+        return any((path, pname) not in self.assigned for pname, _ in self.by_path.get(path, ()))
 
     def unassigned_numel(self) -> int:
-        return sum(p.numel() for path, ps in self.by_path.items() if path not in self.assigned for _, p in ps)
+        return sum(
+            p.numel() for path, ps in self.by_path.items() for pname, p in ps if (path, pname) not in self.assigned
+        )
 
 
-class _Tracer(TorchDispatchMode):
+class _OpDispatchMode(TorchDispatchMode):
     def __init__(self, on_op: Callable[[Any, tuple, dict, Any], None]) -> None:
         super().__init__()
         self.on_op = on_op
@@ -145,7 +170,7 @@ class _Tracer(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         # Same rule as FlopCounterMode: decompose whatever can be decomposed, count the rest.
-        if func is not torch.ops.prim.device.default and func not in _FAST_META:
+        if func is not torch.ops.prim.device.default and func not in _FAST_META and func not in _KEEP_WHOLE:
             with self:
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:
@@ -312,6 +337,18 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
     return first if inplace else first.new_empty(first.shape)
 
 
+# Run whole rather than decomposed: the receptive field needs their arguments (nearest
+# interpolation decomposes into index arithmetic). Neither form has a FLOP formula in
+# torch.utils.flop_counter, so MACs stay FlopCounterMode's ÷ 2.
+_KEEP_WHOLE = frozenset(
+    (
+        torch.ops.aten.upsample_nearest2d.default,
+        torch.ops.aten.upsample_nearest2d.vec,
+        torch.ops.aten._upsample_nearest_exact2d.default,
+        torch.ops.aten._upsample_nearest_exact2d.vec,
+    )
+)
+
 _FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _fast_batch_norm_eval,
     torch.ops.aten.cat.default: _fast_cat,
@@ -337,169 +374,230 @@ def display_namer(names: dict[str, str]) -> Callable[[str], str]:
     return display
 
 
-def trace(
-    model: nn.Module,
-    x: Tensor,
-    state: dict[str, Tensor] | None,
-    names: dict[str, str],
-) -> TraceResult:
-    """Run ``model`` on the meta tensor ``x`` (through ``functional_call`` with ``state`` when
-    given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
-    display = display_namer(names)
-    modules = list(model.named_modules())
-    leaves = {id(module) for _, module in modules if all(child is None for child in module._modules.values())}
-    params = _ParamInfo(modules)
-    rows: list[RawRow] = []
-    stack: list[_Frame] = []
-    used_names: dict[str, int] = {}
-    rf = ReceptiveFieldTable()
-    rf.set(x, INPUT_FIELD)
-    depth_of: dict[int, int] = {id(x): 0}
-    keep_alive: list[Tensor] = [x]
-    uncounted: dict[str, int] = {}
-    parameter_storages: set[int] = set()
-    for tensor in state.values() if state is not None else [*model.parameters(), *model.buffers()]:
-        parameter_storages.add(storage_key(tensor))
-    saved: dict[int, int] = {}
-    created_at: dict[int, int] = {}  # storage → index of the (non-aliasing) op that created it
-    op_count = [0]
+class Tracer:
+    """One traced forward pass: the module hooks, the dispatch callback and the saved-tensor
+    hook are its methods, and the state they share (rows, module stack, receptive-field table,
+    per-tensor depth, storage bookkeeping) is its attributes.
 
-    def unique(name: str) -> str:
-        count = used_names.get(name, 0)
-        used_names[name] = count + 1
-        return name if count == 0 else f"{name}_{count}"
+    ``Tracer(model, state, names).run(args, kwargs)`` returns a :class:`TraceResult`; a tracer runs once."""
 
-    def module_depth(path: str) -> int:
-        return len(path.split(".")) if path else 0
+    def __init__(self, model: nn.Module, state: dict[str, Tensor] | None, names: dict[str, str]) -> None:
+        self.model = model
+        self.state = state
+        self.display = display_namer(names)
+        self.modules = list(model.named_modules())
+        self.leaves = {
+            id(module) for _, module in self.modules if all(child is None for child in module._modules.values())
+        }
+        self.params = _ParamInfo(self.modules, state)
+        self.rows: list[RawRow] = []
+        self.stack: list[_Frame] = []
+        self.used_names: dict[str, int] = {}
+        self.rf = ReceptiveFieldTable()
+        # id(tensor) → (weighted layers on the longest path to it, id of the last weighted row)
+        self.depth_of: dict[int, tuple[int, int]] = {}
+        self.keep_alive: list[Tensor] = []  # keeps the ids in depth_of unique while the trace runs
+        self.uncounted: dict[str, int] = {}
+        self.parameter_storages = {
+            storage_key(t) for t in (state.values() if state is not None else [*model.parameters(), *model.buffers()])
+        }
+        self.saved: dict[int, int] = {}  # storage → bytes autograd keeps for backward
+        self.created_at: dict[int, int] = {}  # storage → index of the (non-aliasing) op that created it
+        self.op_count = 0
+        self.op_costs: dict[str, list[int]] = {}  # ATen op → [calls, MACs, FLOPs, new elements]
 
-    def on_op(func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    # -- the run -----------------------------------------------------------------------------------
+    def run(self, args: tuple[Tensor, ...], kwargs: dict[str, Tensor]) -> TraceResult:
+        for x in (*args, *kwargs.values()):
+            # Receptive fields are for 2-D spatial maps: N×C×H×W floating-point inputs.
+            if x.dim() == 4 and x.is_floating_point():
+                self.rf.set(x, INPUT_FIELD)
+            self.depth_of[id(x)] = (0, 0)
+            self.keep_alive.append(x)
+        handles = []
+        for path, module in self.modules:
+            handles.append(module.register_forward_pre_hook(partial(self.on_module_start, path)))
+            handles.append(module.register_forward_hook(partial(self.on_module_end, path), always_call=True))
+        try:
+            with (
+                torch.enable_grad(),
+                torch.autograd.graph.saved_tensors_hooks(self.on_saved_tensor, _unpack),
+                _OpDispatchMode(self.on_op),
+            ):
+                if self.state is not None:
+                    output = torch.func.functional_call(self.model, self.state, args, kwargs)
+                else:
+                    output = self.model(*args, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return TraceResult(
+            rows=self.rows,
+            output=output,
+            input_field=INPUT_FIELD,
+            network_depth=max((d for d, _ in self.depth_of.values()), default=0),
+            saved_bytes=sum(self.saved.values()),
+            uncounted_ops=self.uncounted,
+            unused_params=self.params.unassigned_numel(),
+            modules=self.modules,
+            op_costs=self.op_costs,
+            field_unknown_ops=self.rf.unknown_ops,
+        )
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def on_module_start(self, path: str, module: nn.Module, _args: Any) -> None:
+        """Forward pre-hook: push a frame; a leaf module's call opens its row."""
+        leaf = id(module) in self.leaves
+        row = None
+        if leaf:
+            row = RawRow(
+                path=path,
+                name=self._unique(self.display(path) or type(module).__name__),
+                type=type(module).__name__,
+                depth=_module_depth(path),
+                functional=False,
+                module_attrs=_module_attrs(module),
+            )
+            self.rows.append(row)
+            self.params.assign(path, row)
+        first_row = len(self.rows) - (1 if leaf else 0)
+        self.stack.append(_Frame(path, module, leaf, row, first_row=first_row, first_op=self.op_count))
+
+    def on_module_end(self, path: str, module: nn.Module, _args: Any, out: Any) -> None:
+        """Forward hook: pop the frame; a leaf row gets its output shape, field and new activations."""
+        stack = self.stack
+        if not stack or stack[-1].module is not module:
+            return  # unwinding after an error
+        frame = stack.pop()
+        if frame.leaf and frame.row is not None:
+            self._close_leaf_row(frame, _flat_tensors(out))
+        elif self.params.has_unassigned(path):
+            # A container that owns parameters but ran no op of its own.
+            if len(self.rows) > frame.first_row:
+                self.params.assign(path, self.rows[-1])
+
+    def on_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        """Dispatch callback: cost the op, propagate fields and depth, add it to its row."""
         if func.namespace != "aten":
             return
         name = rules.op_name(func)
         macs = rules.macs_of(func, args, kwargs, out)
         flops, known = rules.flops_of(func, args, kwargs, out, macs)
         if not known:
-            uncounted[name] = uncounted.get(name, 0) + 1
+            self.uncounted[name] = self.uncounted.get(name, 0) + 1
         outputs = rules.out_tensors(out)
         inputs = rules.op_tensors(args, kwargs)
-        rf.propagate(func, args, kwargs, out, inputs, outputs)
-        path_depth = max((depth_of.get(id(t), 0) for t in inputs), default=0) + (1 if macs > 0 else 0)
-        for t in outputs:
-            depth_of[id(t)] = path_depth
-            keep_alive.append(t)
+        self.rf.propagate(func, args, kwargs, out, inputs, outputs)
         aliasing = rules.returns_alias(func)
-        op_index = op_count[0]
-        op_count[0] += 1
+        op_index = self.op_count
+        self.op_count += 1
         if not aliasing:
             for t in outputs:
-                created_at.setdefault(storage_key(t), op_index)
-        frame = stack[-1] if stack else None
+                self.created_at.setdefault(storage_key(t), op_index)
+        frame = self.stack[-1] if self.stack else None
         if frame is not None and frame.leaf:
             row = frame.row
-            assert row is not None
+        elif name in rules.NO_ROW_OPS or (aliasing and self._views_parameters(inputs)):
+            row = None  # allocation, autograd bookkeeping, or `weight.t()` before F.linear
         else:
-            if name in rules.NO_ROW_OPS:
-                return
-            parent = frame.path if frame is not None else ""
-            base = f"{display(parent)}.{name}" if parent else name
-            row = RawRow(path=parent, name=unique(base), type=name, depth=module_depth(parent) + 1, functional=True)
-            rows.append(row)
-            if frame is not None:
-                params.assign(frame.path, row)
-            main = outputs[0] if outputs else None
-            if main is not None:
-                row.output_shape = list(main.shape)
-                if not aliasing:
-                    row.activations = main.numel()
-                    row.activation_bytes = main.numel() * main.element_size()
-                row.rf = rf.get(main)
+            row = self._functional_row(frame, name, outputs, aliasing)
+            self.params.assign_read(inputs, row)
+        self._propagate_depth(inputs, outputs, row if macs > 0 else None)
+        costs = self.op_costs.get(name)
+        if costs is None:
+            costs = self.op_costs[name] = [0, 0, 0, 0]
+        costs[0] += 1
+        costs[1] += macs
+        costs[2] += flops
+        if not aliasing and outputs:
+            costs[3] += outputs[0].numel()
+        if row is None:
+            return
         row.macs += macs
         row.flops += flops
+        row.backward_flops += rules.backward_flops(name, args, inputs, macs, flops)
         row.add_spec(rules.op_spec(func, args, kwargs, out))
 
-    def pre_hook(path: str) -> Callable[[nn.Module, Any], None]:
-        def hook(module: nn.Module, _args: Any) -> None:
-            leaf = id(module) in leaves
-            row = None
-            if leaf:
-                row = RawRow(
-                    path=path,
-                    name=unique(display(path) or type(module).__name__),
-                    type=type(module).__name__,
-                    depth=module_depth(path),
-                    functional=False,
-                    module_attrs=_module_attrs(module),
-                )
-                rows.append(row)
-                params.assign(path, row)
-            stack.append(
-                _Frame(
-                    path=path,
-                    module=module,
-                    leaf=leaf,
-                    row=row,
-                    first_row=len(rows) - (1 if leaf else 0),
-                    first_op=op_count[0],
-                )
-            )
-
-        return hook
-
-    def post_hook(path: str) -> Callable[[nn.Module, Any, Any], None]:
-        def hook(module: nn.Module, _args: Any, out: Any) -> None:
-            if not stack or stack[-1].module is not module:
-                return  # unwinding after an error
-            frame = stack.pop()
-            if frame.leaf and frame.row is not None:
-                outputs = _flat_tensors(out)
-                row = frame.row
-                if outputs:
-                    row.output_shape = list(outputs[0].shape)
-                    row.rf = rf.get(outputs[0])
-                counted: set[int] = set()
-                for t in outputs:
-                    key = storage_key(t)
-                    if created_at.get(key, -1) >= frame.first_op and key not in counted:
-                        counted.add(key)
-                        row.activations += t.numel()
-                        row.activation_bytes += t.numel() * t.element_size()
-            elif path in params.by_path and path not in params.assigned:
-                # A container that owns parameters but ran no op of its own.
-                if len(rows) > frame.first_row:
-                    params.assign(path, rows[-1])
-
-        return hook
-
-    def pack(tensor: Tensor) -> Tensor:
+    def on_saved_tensor(self, tensor: Tensor) -> Tensor:
+        """saved_tensors_hooks pack: remember the bytes of each activation storage kept for backward."""
         key = storage_key(tensor)
-        if key not in parameter_storages:
-            saved[key] = tensor.untyped_storage().nbytes()
+        if key not in self.parameter_storages:
+            self.saved[key] = tensor.untyped_storage().nbytes()
         return tensor
 
-    handles = []
-    for path, module in modules:
-        handles.append(module.register_forward_pre_hook(pre_hook(path)))
-        handles.append(module.register_forward_hook(post_hook(path), always_call=True))
-    try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), _Tracer(on_op):
-            if state is not None:
-                output = torch.func.functional_call(model, state, (x,))
-            else:
-                output = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    network_depth = max(depth_of.values(), default=0)
-    return TraceResult(
-        rows=rows,
-        output=output,
-        input_field=INPUT_FIELD,
-        network_depth=network_depth,
-        saved_bytes=sum(saved.values()),
-        uncounted_ops=uncounted,
-        unused_params=params.unassigned_numel(),
-        modules=modules,
-    )
+    # -- helpers -------------------------------------------------------------------------------------
+    def _unique(self, name: str) -> str:
+        count = self.used_names.get(name, 0)
+        self.used_names[name] = count + 1
+        return name if count == 0 else f"{name}_{count}"
+
+    def _propagate_depth(self, inputs: list[Tensor], outputs: list[Tensor], weighted_row: RawRow | None) -> None:
+        """Weighted layers on the longest path to each output. A row that applies its weights
+        again along the same path (an LSTM's time steps) counts once."""
+        depth_of = self.depth_of
+        deepest: tuple[int, int] = (0, 0)
+        for t in inputs:
+            seen = depth_of.get(id(t))
+            if seen is not None and seen[0] >= deepest[0]:
+                deepest = seen
+        if weighted_row is not None and deepest[1] != id(weighted_row):
+            deepest = (deepest[0] + 1, id(weighted_row))
+        for t in outputs:
+            depth_of[id(t)] = deepest
+            self.keep_alive.append(t)
+
+    def _views_parameters(self, inputs: list[Tensor]) -> bool:
+        return bool(inputs) and all(storage_key(t) in self.parameter_storages for t in inputs)
+
+    def _functional_row(self, frame: _Frame | None, name: str, outputs: list[Tensor], aliasing: bool) -> RawRow:
+        """A row for an op run directly in a non-leaf module's forward (or outside any module)."""
+        parent = frame.path if frame is not None else ""
+        base = f"{self.display(parent)}.{name}" if parent else name
+        row = RawRow(path=parent, name=self._unique(base), type=name, depth=_module_depth(parent) + 1, functional=True)
+        self.rows.append(row)
+        main = outputs[0] if outputs else None
+        if main is not None:
+            row.output_shape = list(main.shape)
+            if not aliasing:
+                row.activations = main.numel()
+                row.activation_bytes = main.numel() * main.element_size()
+            row.rf = self.rf.get(main)
+        return row
+
+    def _close_leaf_row(self, frame: _Frame, outputs: list[Tensor]) -> None:
+        row = frame.row
+        assert row is not None
+        if outputs:
+            row.output_shape = list(outputs[0].shape)
+            row.rf = self.rf.get(outputs[0])
+        counted: set[int] = set()
+        for t in outputs:
+            key = storage_key(t)
+            # Only storages created during this call are the module's own activations.
+            if self.created_at.get(key, -1) >= frame.first_op and key not in counted:
+                counted.add(key)
+                row.activations += t.numel()
+                row.activation_bytes += t.numel() * t.element_size()
+
+
+def trace(
+    model: nn.Module,
+    args: tuple[Tensor, ...],
+    kwargs: dict[str, Tensor],
+    state: dict[str, Tensor] | None,
+    names: dict[str, str],
+) -> TraceResult:
+    """Run ``model(*args, **kwargs)`` on meta tensors (through ``functional_call`` with ``state``
+    when given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
+    return Tracer(model, state, names).run(args, kwargs)
+
+
+def _module_depth(path: str) -> int:
+    return len(path.split(".")) if path else 0
+
+
+def _unpack(tensor: Tensor) -> Tensor:
+    return tensor
 
 
 def _flat_tensors(value: Any) -> list[Tensor]:
@@ -522,6 +620,13 @@ def _flat_tensors(value: Any) -> list[Tensor]:
 def _module_attrs(module: nn.Module) -> dict[str, Any]:
     """The few module settings a spec needs that no op reveals (dropout in eval runs no op)."""
     attrs: dict[str, Any] = {}
+    if isinstance(module, nn.RNNBase):
+        text = f"{module.mode.replace('_', ' ')}, hidden {module.hidden_size}"
+        if module.num_layers > 1:
+            text += f", {module.num_layers} layers"
+        if module.bidirectional:
+            text += ", bidirectional"
+        attrs["rnn"] = text
     if isinstance(module, nn.modules.dropout._DropoutNd):
         attrs["dropout"] = module.p
     for key in ("size", "alpha", "beta", "k"):

@@ -31,6 +31,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="global batch size (all processes together)")
     p.add_argument("--lr", type=float, help="initial learning rate")
     p.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="share of the training split held out for validation (default: the recipe's; 0 for none); "
+        "plateau schedules watch it, the test split is evaluated once at the end",
+    )
+    p.add_argument(
+        "--val-seed",
+        type=int,
+        default=0,
+        help="seed of the validation carve (default 0: the same held-out images whatever --seed)",
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -50,8 +63,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resume on the CPU)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last complete checkpoint")
     p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also checkpoint every N steps mid-epoch")
+    p.add_argument(
+        "--checkpoint-every-minutes",
+        type=float,
+        metavar="M",
+        help="also checkpoint mid-epoch when M minutes passed since the last checkpoint (default 10; 0: off)",
+    )
     p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
-    p.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
+    p.add_argument(
+        "--limit-test", type=int, metavar="N", help="use only the first N test images (and validation images)"
+    )
     p.add_argument(
         "--data-option",
         action="append",
@@ -65,6 +86,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="model builder option, e.g. --model-option dropout=0.3",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="RUN_DIR|FILE",
+        help="copy every tensor whose name and shape match from a run or weight file (VGG §3.1 warm start)",
+    )
+    p.add_argument("--init-exclude", metavar="PATTERNS", help="comma-separated names --init-from must not copy")
+    p.add_argument(
+        "--freeze",
+        metavar="PATTERNS",
+        help="comma-separated fnmatch patterns of parameters to keep fixed, e.g. 'stages.*'",
     )
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers for image folders")
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -98,7 +130,7 @@ def _literal(text: str) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     from cnnatlas.train.trainer import train
 
-    progress = None if args.quiet else _Progress()
+    progress = _Progress(show_progress=not args.quiet)  # warnings are shown even with --quiet
     result = train(
         args.model,
         data=args.data,
@@ -108,6 +140,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
         overrides=_pairs(args.set, "--set"),
         seed=args.seed,
         device=args.device,
@@ -117,15 +151,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         resume=args.resume,
         checkpoint_every_steps=args.checkpoint_every_steps,
+        checkpoint_every_minutes=args.checkpoint_every_minutes,
         limit_train=args.limit_train,
         limit_test=args.limit_test,
         data_options={k: _literal(v) for k, v in _pairs(args.data_option, "--data-option").items()},
         model_options={k: _literal(v) for k, v in _pairs(args.model_option, "--model-option").items()},
         num_workers=args.workers,
+        init_from=args.init_from,
+        init_exclude=args.init_exclude,
+        freeze=args.freeze,
         callback=progress,
     )
-    if progress is not None:
-        progress.close()
+    progress.close()
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
@@ -136,16 +173,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 class _Progress:
     """Draws the trainer's events with rich on stderr (rank 0 only)."""
 
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
+    def __init__(self, *, show_progress: bool = True) -> None:
+        self.show_progress = show_progress
         self.bar = None
         self.task = None
         self.main = True
+        self.pending: list[str] = []  # transfer/freeze reports arrive before "start"
 
     def __call__(self, event: str, payload: Mapping[str, Any]) -> None:
+        if event == "warning":
+            if payload.get("is_main", True):
+                print(f"cnnatlas: warning: {payload['message']}", file=sys.stderr)
+            return
+        if not self.show_progress:
+            return
         if event == "start":
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
             self.main = bool(payload.get("is_main", True))
             if not self.main:
                 return
@@ -167,9 +212,19 @@ class _Progress:
                 transient=False,
             )
             self.bar.start()
+            for line in self.pending:
+                self.console.print(line)
             self.task = self.bar.add_task(
                 "steps", total=payload["total_steps"], completed=payload["global_step"], stats=""
             )
+        elif event == "transfer":
+            left = payload["left"]
+            self.pending.append(
+                f"init-from {payload['source']}: copied {len(payload['copied'])} tensors "
+                f"({_names(payload['copied'])}); left {len(left)} ({_names(list(left))})"
+            )
+        elif event == "freeze":
+            self.pending.append(f"frozen {len(payload['frozen'])} parameters ({_names(payload['frozen'])})")
         elif not self.main or self.bar is None:
             return
         elif event == "step":
@@ -179,20 +234,25 @@ class _Progress:
             )
             self.bar.update(self.task, completed=payload["global_step"], stats=stats)
         elif event == "epoch":
-            test = (
-                f" test top-1 {100 * payload['test_top1']:.2f}% loss {payload['test_loss']:.4f}"
-                if payload.get("test_top1") is not None
-                else ""
+            held_out = "".join(
+                f" {name} top-1 {100 * payload[f'{split}_top1']:.2f}% loss {payload[f'{split}_loss']:.4f}"
+                for split, name in (("val", "validation"), ("test", "test"))
+                if payload.get(f"{split}_top1") is not None
             )
             self.bar.console.print(
                 f"epoch {payload['epoch']}: train loss {payload['train_loss']:.4f} "
                 f"acc {100 * payload['train_top1']:.2f}%"
-                f"{test} ({payload['epoch_time_s']:.1f} s, {payload['images_per_s']:.0f} img/s)"
+                f"{held_out} ({payload['epoch_time_s']:.1f} s, {payload['images_per_s']:.0f} img/s)"
             )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _names(names: list[str], shown: int = 8) -> str:
+    more = f", … {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more if names else "none"
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:

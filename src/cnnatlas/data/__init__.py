@@ -1,8 +1,9 @@
 """Data sets by name, read by strict readers; nothing is ever downloaded.
 
 >>> from cnnatlas.data import load_dataset, list_datasets
->>> list_datasets()
-['cifar10', 'cifar100', 'fashion-mnist', 'imagefolder', 'mnist', 'mnist-sample', 'synthetic']
+>>> list_datasets()  # doctest: +NORMALIZE_WHITESPACE
+['cifar10', 'cifar100', 'cluttered-mnist', 'cluttered-mnist-1k', 'fashion-mnist', 'imagefolder', 'mnist',
+ 'mnist-sample', 'synthetic']
 >>> train = load_dataset("mnist-sample")
 >>> len(train), tuple(train.images.shape[1:]), train.num_classes
 (8000, (1, 28, 28), 10)
@@ -79,6 +80,19 @@ def _imagefolder_splits(root: Any) -> list[str]:
     return folder_splits(root)
 
 
+def _cluttered(train_size: int | None, name: str) -> Callable[..., ArrayDataset]:
+    def load(root: Any, split: str, **options: Any) -> ArrayDataset:
+        from cnnatlas.data.cluttered import make_cluttered
+
+        options.setdefault("train_size", train_size)
+        return make_cluttered(split, name=name, **options)  # generated from the bundled digits: root is ignored
+
+    return load
+
+
+_CLUTTERED_OPTIONS = ("canvas", "clutter", "seed", "train_size", "digits", "scale_jitter")
+
+
 def _synthetic(root: Any, split: str, **options: Any) -> ArrayDataset:
     from cnnatlas.data.synthetic import make_synthetic
 
@@ -91,6 +105,20 @@ _CATALOG: dict[str, _Entry] = {
         False,
         (),
         _mnist_sample,
+        lambda root: list(SPLITS),
+    ),
+    "cluttered-mnist": _Entry(
+        "the bundled digits translated on a 40×40 canvas among four 8×8 clutter fragments (generated, seeded)",
+        False,
+        _CLUTTERED_OPTIONS,
+        _cluttered(None, "cluttered-mnist"),
+        lambda root: list(SPLITS),
+    ),
+    "cluttered-mnist-1k": _Entry(
+        "cluttered-mnist with only the first 1,000 training digits (the reduced-data regime)",
+        False,
+        _CLUTTERED_OPTIONS,
+        _cluttered(1000, "cluttered-mnist-1k"),
         lambda root: list(SPLITS),
     ),
     "mnist": _Entry("MNIST IDX files (gz or raw) from --root", True, (), *_idx("MNIST")),
@@ -129,6 +157,8 @@ _ALIASES = {
     "cifar_100": "cifar100",
     "image-folder": "imagefolder",
     "image_folder": "imagefolder",
+    "cluttered_mnist": "cluttered-mnist",
+    "cluttered-mnist1k": "cluttered-mnist-1k",
     "folder": "imagefolder",
 }
 

@@ -50,9 +50,12 @@ Names (``build_train_augment(name, out_size=…)``):
 
 Sizes scale with ``out_size``: the paper's numbers are for 224 outputs; with ``out_size = s`` a
 side S of the paper becomes ``S·s/224`` (e.g. ``alexnet`` at 32 pixels resizes to 37).
-Rescaling happens on the batch, so an image-folder run should decode at the largest side any
-scale needs (``folder_sample_transform(True, 512)`` for ``vgg_scale_jitter``); bilinear grid
-sampling then shrinks by at most 2×, where aliasing stays small.
+Rescaling happens on the batch, so an image-folder run decodes each image at the largest side
+its augmentation rescales to (:func:`folder_decode_side`: 512 for ``vgg_scale_jitter``, 480 for
+``resnet_scale``, 256 for the others, at 224 outputs), so no crop is cut from a smaller image and
+upsampled; bilinear grid sampling then shrinks by at most 2×, where aliasing stays small. The
+decoded image is the central square of that side, so the random crops of the scale
+augmentations come from the central square of the rescaled image, not from its full width.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ PHOTOMETRIC_RANGE = (0.5, 1.5)
 _LUMA = (0.299, 0.587, 0.114)
 
 PAPER_SIDE = 224
+# The papers' ranges of the rescaled shorter side S (at 224 outputs).
+VGG_SCALE_RANGE = (256, 512)  # Simonyan & Zisserman 2014 §3.1, scale jittering
+RESNET_SCALE_RANGE = (256, 480)  # He et al. 2015 §3.4, scale augmentation
+ALEXNET_SIDE = 256  # Krizhevsky et al. 2012 §2: images rescaled and cropped to 256×256
 TRAIN_AUGMENTS = (
     "none",
     "pad_crop_flip",
@@ -271,7 +278,7 @@ class AlexNetAugment:
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         _check_batch(x)
-        base = round(_scaled(256, self.out_size))
+        base = round(_scaled(ALEXNET_SIDE, self.out_size))
         x = resize_shorter_and_center_crop(to_float(x), base)  # float first: no re-quantisation
         n = x.shape[0]
         span = base - self.out_size + 1
@@ -455,9 +462,9 @@ def build_train_augment(name: str, *, out_size: int | None = None) -> Augment:
     if name == "alexnet":
         return AlexNetAugment(out_size)
     if name == "vgg_scale_jitter":
-        return ScaleJitter(256, 512, out_size)
+        return ScaleJitter(*VGG_SCALE_RANGE, out_size)
     if name == "resnet_scale":
-        return ScaleJitter(256, 480, out_size)
+        return ScaleJitter(*RESNET_SCALE_RANGE, out_size)
     if name == "inception_crop":
         return InceptionCrop(out_size)
     if name == "shift":
@@ -469,6 +476,23 @@ def build_train_augment(name: str, *, out_size: int | None = None) -> Augment:
     from cnnatlas.errors import InputError
 
     raise InputError(f"unknown augmentation {name!r}; choose one of {', '.join(TRAIN_AUGMENTS)}")
+
+
+def folder_decode_side(name: str, out_size: int) -> int:
+    """The side an image folder is decoded at for training with augmentation ``name`` and
+    ``out_size`` crops: the largest shorter side the augmentation rescales to (S_max of VGG's
+    scale jittering, 512; of ResNet's scale augmentation, 480; AlexNet's 256 for the others),
+    scaled by ``out_size / 224``; ``out_size`` itself for ``none``.
+
+    >>> folder_decode_side("vgg_scale_jitter", 224), folder_decode_side("resnet_scale", 224)
+    (512, 480)
+    >>> folder_decode_side("alexnet", 224), folder_decode_side("none", 224)
+    (256, 224)
+    """
+    if name == "none":
+        return out_size
+    largest = {"vgg_scale_jitter": VGG_SCALE_RANGE[1], "resnet_scale": RESNET_SCALE_RANGE[1]}.get(name, ALEXNET_SIDE)
+    return round(_scaled(largest, out_size))
 
 
 class FolderSampleTransform:

@@ -10,6 +10,7 @@ from cnnatlas.models import (  # noqa: F401  (imported for their registrations)
     fractalnet,
     googlenet,
     lenet,
+    mini,
     mobilenet,
     nin,
     resnet,

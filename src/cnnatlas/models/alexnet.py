@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 TOWERS = 2
 
@@ -432,8 +432,8 @@ _VARIANTS: tuple[dict[str, Any], ...] = (
         input_size=(3, 224, 224),
         description="One-tower AlexNet, state-dict compatible with torchvision's alexnet",
         # The one-tower paper reports results of a related but different configuration
-        # (conv4 with 384 maps), so none are attached to torchvision's network here.
-        results=(),
+        # (conv4 with 384 maps), so none are attached to torchvision's network (see
+        # cnnatlas.published).
         torchvision_name="alexnet",
         defaults={"layout": "one_tower"},
     ),
@@ -442,12 +442,6 @@ _VARIANTS: tuple[dict[str, Any], ...] = (
         paper=_PAPER_2012,
         input_size=(3, 227, 227),
         description="AlexNet as published: two towers, LRN, overlapping pooling (model-parallel form via devices=)",
-        results=(
-            PublishedResult("ILSVRC-2010", "top-1 error", 37.5, "Table 1, CNN, test set"),
-            PublishedResult("ILSVRC-2010", "top-5 error", 17.0, "Table 1, CNN, test set"),
-            PublishedResult("ImageNet-1k", "top-1 error", 40.7, "Table 2, 1 CNN, ILSVRC-2012 val"),
-            PublishedResult("ImageNet-1k", "top-5 error", 18.2, "Table 2, 1 CNN, ILSVRC-2012 val"),
-        ),
         torchvision_name=None,
         defaults={"layout": "two_towers"},
     ),
@@ -463,7 +457,6 @@ for _variant in _VARIANTS:
             dataset="ImageNet-1k",
             num_classes=1000,
             description=_variant["description"],
-            results=_variant["results"],
             torchvision_name=_variant["torchvision_name"],
             default_recipe="alexnet2012",
             defaults=_variant["defaults"],

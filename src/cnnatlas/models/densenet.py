@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import paper_names_by_prefix, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -278,66 +278,40 @@ _PAPER = Paper(
 )
 
 
-def _imagenet_results(top1: tuple[float, float], top5: tuple[float, float]) -> tuple[PublishedResult, ...]:
-    """Table 3 reports single-crop / 10-crop top-1 and top-5 error on the ImageNet val set."""
-    return (
-        PublishedResult("ImageNet-1k", "top-1 error", top1[0], "Table 3, single-crop, val"),
-        PublishedResult("ImageNet-1k", "top-5 error", top5[0], "Table 3, single-crop, val"),
-        PublishedResult("ImageNet-1k", "top-1 error", top1[1], "Table 3, 10-crop, val"),
-        PublishedResult("ImageNet-1k", "top-5 error", top5[1], "Table 3, 10-crop, val"),
-    )
-
-
-def _cifar_results(c10: float, c10p: float, c100: float, c100p: float, svhn: float) -> tuple[PublishedResult, ...]:
-    """Table 2's columns: C10, C10+ (standard augmentation), C100, C100+, SVHN."""
-    return (
-        PublishedResult("CIFAR-10", "error", c10, "Table 2, C10 (no augmentation)"),
-        PublishedResult("CIFAR-10", "error", c10p, "Table 2, C10+ (translation + mirroring)"),
-        PublishedResult("CIFAR-100", "error", c100, "Table 2, C100 (no augmentation)"),
-        PublishedResult("CIFAR-100", "error", c100p, "Table 2, C100+ (translation + mirroring)"),
-        PublishedResult("SVHN", "error", svhn, "Table 2, SVHN"),
-    )
-
-
 _IMAGENET = dict(input_size=(3, 224, 224), dataset="ImageNet-1k", num_classes=1000, recipe="densenet_imagenet")
 _CIFAR = dict(input_size=(3, 32, 32), dataset="CIFAR-10", num_classes=10, recipe="densenet_cifar")
 
-# name: (setting, builder kwargs, torchvision name, description, published results)
-_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str | None, str, tuple[PublishedResult, ...]]] = {
+# name: (setting, builder kwargs, torchvision name, description); published results: cnnatlas.published
+_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str | None, str]] = {
     "densenet121": (
         _IMAGENET,
         dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
         "densenet121",
         "DenseNet-BC-121 (k=32), Table 1",
-        _imagenet_results((25.02, 23.61), (7.71, 6.66)),
     ),
     "densenet161": (
         _IMAGENET,
         dict(growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96),
         "densenet161",
         "DenseNet-BC-161 (k=48, 96 initial features), released with the paper's code",
-        (),
     ),  # not in the paper's tables
     "densenet169": (
         _IMAGENET,
         dict(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64),
         "densenet169",
         "DenseNet-BC-169 (k=32), Table 1",
-        _imagenet_results((23.80, 22.08), (6.85, 5.92)),
     ),
     "densenet201": (
         _IMAGENET,
         dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
         "densenet201",
         "DenseNet-BC-201 (k=32), Table 1",
-        _imagenet_results((22.58, 21.46), (6.34, 5.54)),
     ),
     "densenet264": (
         _IMAGENET,
         dict(growth_rate=32, block_config=(6, 12, 64, 48), num_init_features=64),
         None,
         "DenseNet-BC-264 (k=32), Table 1",
-        _imagenet_results((22.15, 20.80), (6.12, 5.29)),
     ),
     "densenet40_k12": (
         _CIFAR,
@@ -346,18 +320,16 @@ _VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str | None, str, tupl
         ),
         None,
         "DenseNet (L=40, k=12): 3 basic dense blocks of 12 layers, no compression",
-        _cifar_results(7.00, 5.24, 27.55, 24.42, 1.79),
     ),
     "densenet_bc100_k12": (
         _CIFAR,
         dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4, compression=0.5, stem="cifar"),
         None,
         "DenseNet-BC (L=100, k=12): bottleneck layers, compression 0.5",
-        _cifar_results(5.92, 4.51, 24.15, 22.27, 1.76),
     ),
 }
 
-for _name, (_setting, _kwargs, _tv, _description, _results) in _VARIANTS.items():
+for _name, (_setting, _kwargs, _tv, _description) in _VARIANTS.items():
     register_model(
         ModelInfo(
             name=_name,
@@ -367,7 +339,6 @@ for _name, (_setting, _kwargs, _tv, _description, _results) in _VARIANTS.items()
             dataset=_setting["dataset"],
             num_classes=_setting["num_classes"],
             description=_description,
-            results=_results,
             torchvision_name=_tv,
             default_recipe=_setting["recipe"],
             defaults=_kwargs,

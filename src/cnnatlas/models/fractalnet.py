@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import capturing_graph, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -305,36 +305,16 @@ _PAPER = Paper(
 )
 
 
-def _table1(row: str, errors: tuple[float, float, float, float, float, float]) -> tuple[PublishedResult, ...]:
-    """Table 1 columns: C10, C10+, C10++, C100, C100+, C100++ (+ = standard augmentation,
-    ++ = more augmentation)."""
-    columns = (
-        ("CIFAR-10", "C10"),
-        ("CIFAR-10", "C10+"),
-        ("CIFAR-10", "C10++"),
-        ("CIFAR-100", "C100"),
-        ("CIFAR-100", "C100+"),
-        ("CIFAR-100", "C100++"),
-    )
-    return tuple(PublishedResult(ds, "error", e, f"Table 1, {row}, {col}") for (ds, col), e in zip(columns, errors))
-
-
 # The paper's regularised setting (§4): drop-path plus per-block dropout 0/10/20/30/40 %.
 _PAPER_DROPOUT = (0.0, 0.1, 0.2, 0.3, 0.4)
 
-# name: (columns C, description, published results)
-_VARIANTS: dict[str, tuple[int, str, tuple[PublishedResult, ...]]] = {
-    "fractalnet20": (
-        3,
-        "FractalNet, 20 layers deep: B=5 blocks of C=3 columns, 64-512 channels",
-        _table1("FractalNet 20 layers", (10.18, 5.22, 5.11, 35.34, 23.30, 22.85))
-        + _table1("+ drop-path + dropout", (7.33, 4.60, 4.59, 28.20, 23.73, 23.36))
-        + _table1("deepest column alone", (7.27, 4.68, 4.63, 29.05, 24.32, 23.60)),
-    ),
-    "fractalnet40": (4, "FractalNet, 40 layers deep: B=5 blocks of C=4 columns, 64-512 channels", ()),
+# name: (columns C, description); published results: cnnatlas.published
+_VARIANTS: dict[str, tuple[int, str]] = {
+    "fractalnet20": (3, "FractalNet, 20 layers deep: B=5 blocks of C=3 columns, 64-512 channels"),
+    "fractalnet40": (4, "FractalNet, 40 layers deep: B=5 blocks of C=4 columns, 64-512 channels"),
 }
 
-for _name, (_columns, _description, _results) in _VARIANTS.items():
+for _name, (_columns, _description) in _VARIANTS.items():
     _defaults: dict[str, Any] = {
         "num_columns": _columns,
         "dropout": _PAPER_DROPOUT,
@@ -350,7 +330,6 @@ for _name, (_columns, _description, _results) in _VARIANTS.items():
             dataset="CIFAR-10",
             num_classes=10,
             description=_description,
-            results=_results,
             torchvision_name=None,
             default_recipe="fractalnet_cifar",
             defaults=_defaults,

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -471,12 +471,6 @@ VARIANTS = [
         aux_logits=True,
         torchvision_name=None,
         description="GoogLeNet as published: LRN stem, 9 inception modules with real 5×5 branches, 2 aux heads",
-        results=(
-            # Table 3 (performance break-down on the ILSVRC 2014 validation set), one model.
-            PublishedResult("ImageNet-1k", "top-5 error", 10.07, "Table 3, 1 model, 1 crop, val"),
-            PublishedResult("ImageNet-1k", "top-5 error", 9.15, "Table 3, 1 model, 10 crops, val"),
-            PublishedResult("ImageNet-1k", "top-5 error", 7.89, "Table 3, 1 model, 144 crops, val"),
-        ),
     ),
     dict(
         name="googlenet_bn",
@@ -484,7 +478,6 @@ VARIANTS = [
         aux_logits=False,
         torchvision_name="googlenet",
         description="torchvision's GoogLeNet: BN conv units, 3×3 in the '5×5' branch, optional aux heads",
-        results=(),
     ),
 ]
 
@@ -498,7 +491,6 @@ for _v in VARIANTS:
             dataset="ImageNet-1k",
             num_classes=1000,
             description=_v["description"],
-            results=_v["results"],
             torchvision_name=_v["torchvision_name"],
             default_recipe="googlenet",
             defaults={"layout": _v["layout"], "aux_logits": _v["aux_logits"]},

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # Table I of the paper: which S2 feature maps (rows 0–5) each C3 map (columns 0–15) combines.
 # Maps 0–5 take three contiguous S2 maps, 6–11 four contiguous ones, 12–14 four
@@ -206,20 +206,23 @@ DIGIT_BITMAPS: tuple[tuple[str, ...], ...] = (
 BITMAP_HEIGHT, BITMAP_WIDTH = 12, 7
 
 
-def rbf_prototypes(num_classes: int, length: int = BITMAP_HEIGHT * BITMAP_WIDTH) -> list[list[float]]:
-    """Fixed ±1 centres of the output RBF units, one per class.
+def rbf_prototypes(num_classes: int, length: int = BITMAP_HEIGHT * BITMAP_WIDTH) -> Tensor:
+    """Fixed ±1 centres of the output RBF units, one row per class (a float32 tensor).
 
     Classes 0–9 get the digit bitmaps. Further classes (the paper extends the output to the
     full ASCII set with more bitmaps) get rows of a Walsh–Hadamard matrix truncated to
-    ``length``: ±1 codes that are far apart, like the paper's "distributed codes".
+    ``length``: ±1 codes that are far apart, like the paper's "distributed codes". Entry
+    ``(r, j)`` of the Walsh matrix is ``(−1)^popcount(r & j)``, computed for all classes at once.
     """
-    codes: list[list[float]] = []
-    for cls in range(num_classes):
-        if cls < len(DIGIT_BITMAPS) and length == BITMAP_HEIGHT * BITMAP_WIDTH:
-            codes.append([1.0 if ch == "#" else -1.0 for row in DIGIT_BITMAPS[cls] for ch in row])
-        else:
-            row = cls + 1  # row 0 of a Walsh matrix is all ones; skip it
-            codes.append([-1.0 if bin(row & j).count("1") % 2 else 1.0 for j in range(length)])
+    rows = torch.arange(1, num_classes + 1, dtype=torch.int64)  # row 0 of a Walsh matrix is all ones; skip it
+    bits = rows[:, None] & torch.arange(length, dtype=torch.int64)[None, :]
+    for shift in (32, 16, 8, 4, 2, 1):  # parity of the set bits by folding
+        bits = bits ^ (bits >> shift)
+    codes = 1.0 - 2.0 * (bits & 1).to(torch.float32)
+    if length == BITMAP_HEIGHT * BITMAP_WIDTH:
+        digits = min(num_classes, len(DIGIT_BITMAPS))
+        bitmaps = [[1.0 if ch == "#" else -1.0 for row in DIGIT_BITMAPS[c] for ch in row] for c in range(digits)]
+        codes[:digits] = torch.tensor(bitmaps, dtype=torch.float32).reshape(digits, length)
     return codes
 
 
@@ -346,7 +349,7 @@ class EuclideanRBF(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
-        centres = torch.tensor(rbf_prototypes(num_classes, in_features))
+        centres = rbf_prototypes(num_classes, in_features)
         self.weight = nn.Parameter(centres, requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -456,16 +459,11 @@ _VARIANTS: tuple[dict, ...] = (
         description="LeNet-5 as published: scaled tanh, trainable subsampling, Table I C3, fixed RBF output",
         # Section III.C: 0.95% test error on MNIST without distortions, 0.8% when the
         # training set is augmented with artificially distorted images.
-        results=(
-            PublishedResult("MNIST", "error", 0.95, "Section III.C (Results), no distortions, test set"),
-            PublishedResult("MNIST", "error", 0.8, "Section III.C (Results), with distortions, test set"),
-        ),
         defaults={"paper": True},
     ),
     dict(
         name="lenet5_modern",
         description="LeNet-5 as courses teach it: ReLU, max-pool, dense C3, linear 10-way head",
-        results=(),
         defaults={"paper": False},
     ),
 )
@@ -480,7 +478,6 @@ for _variant in _VARIANTS:
             dataset="MNIST",
             num_classes=10,
             description=_variant["description"],
-            results=_variant["results"],
             default_recipe="lenet5",
             defaults=_variant["defaults"],
         ),

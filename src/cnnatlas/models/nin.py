@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -183,7 +183,6 @@ VARIANTS = [
         description="NiN ImageNet model: 4 mlpconv stages (96/256/384/1024) + global average pooling",
         # The paper reports no ImageNet result; the authors' model-zoo page states 59.36% top-1
         # accuracy (centre crop) — documented in docs/models/nin.md, not a paper number.
-        results=(),
     ),
     dict(
         name="nin_cifar",
@@ -193,10 +192,6 @@ VARIANTS = [
         num_classes=10,
         recipe="nin_cifar",
         description="NiN CIFAR-10 model: 3 mlpconv stages (192-160-96, 192-192-192, 192-192-10) + GAP",
-        results=(
-            PublishedResult("CIFAR-10", "error", 10.41, "Table 1, NIN + Dropout, test set"),
-            PublishedResult("CIFAR-10", "error", 8.81, "Table 1, NIN + Dropout + Augmentation, test set"),
-        ),
     ),
 ]
 
@@ -210,7 +205,6 @@ for _v in VARIANTS:
             dataset=_v["dataset"],
             num_classes=_v["num_classes"],
             description=_v["description"],
-            results=_v["results"],
             default_recipe=_v["recipe"],
             defaults={"stages": _v["stages"]},
         ),

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import capturing_graph, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 SHORTCUTS = ("A", "B", "C", "none")
 
@@ -633,17 +633,6 @@ _BASIC_18, _STAGES_34 = (2, 2, 2, 2), (3, 4, 6, 3)
 _STAGES_101, _STAGES_152 = (3, 4, 23, 3), (3, 8, 36, 3)
 
 
-def _err(dataset: str, value: float, source: str, metric: str = "error") -> PublishedResult:
-    return PublishedResult(dataset, metric, value, source)
-
-
-def _top(top1: float, top5: float | None, source: str) -> tuple[PublishedResult, ...]:
-    rows = [_err("ImageNet-1k", top1, source, "top-1 error")]
-    if top5 is not None:
-        rows.append(_err("ImageNet-1k", top5, source, "top-5 error"))
-    return tuple(rows)
-
-
 def _cifar(n: int, **extra: Any) -> dict[str, Any]:
     """§4.2: 6n + 2 layers, three stages of n basic blocks; option A by default."""
     return {**_CIFAR, "block": "basic", "depths": (n, n, n), "shortcut": "A", **extra}
@@ -687,14 +676,8 @@ class _Variant:
     config: dict[str, Any]  # builder kwargs (block, depths, widths, stem, options)
     description: str
     recipe: str
-    results: tuple[PublishedResult, ...] = ()
     torchvision: str | None = None
 
-
-_T3 = "Table 3, 10-crop, ImageNet val"
-_T6 = "Table 6, CIFAR-10 test"
-_PRE3 = "Table 3, CIFAR-10/100 test"
-_WRN5 = "Table 5, median of 5 runs"
 
 _VARIANTS: tuple[_Variant, ...] = (
     # --- He et al. 2015, ImageNet (Table 1), shortcut option B as in torchvision -----------
@@ -705,7 +688,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "basic", "depths": _BASIC_18},
         "18-layer ResNet of Table 1 (basic blocks)",
         "resnet_imagenet",
-        _top(27.88, None, "Table 2, 10-crop, ImageNet val (option A shortcuts)"),
         "resnet18",
     ),
     _Variant(
@@ -715,7 +697,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "basic", "depths": _STAGES_34},
         "34-layer ResNet of Table 1 (basic blocks)",
         "resnet_imagenet",
-        _top(24.52, 7.46, _T3 + " (ResNet-34 B)"),
         "resnet34",
     ),
     _Variant(
@@ -725,7 +706,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34},
         "50-layer bottleneck ResNet of Table 1",
         "resnet_imagenet",
-        _top(22.85, 6.71, _T3),
         "resnet50",
     ),
     _Variant(
@@ -735,7 +715,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101},
         "101-layer bottleneck ResNet of Table 1",
         "resnet_imagenet",
-        _top(21.75, 6.05, _T3),
         "resnet101",
     ),
     _Variant(
@@ -745,7 +724,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_152},
         "152-layer bottleneck ResNet of Table 1",
         "resnet_imagenet",
-        _top(21.43, 5.71, _T3) + _top(19.38, 4.49, "Table 4, single model, ImageNet val"),
         "resnet152",
     ),
     _Variant(
@@ -755,7 +733,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "basic", "depths": _BASIC_18, "shortcut": "none"},
         "18-layer plain net (Fig. 3 middle: the ResNet-18 stack without shortcuts)",
         "resnet_imagenet",
-        _top(27.94, None, "Table 2, 10-crop, ImageNet val"),
     ),
     _Variant(
         "plain34",
@@ -764,7 +741,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "basic", "depths": _STAGES_34, "shortcut": "none"},
         "34-layer plain net of Fig. 3 (the ResNet-34 stack without shortcuts)",
         "resnet_imagenet",
-        _top(28.54, 10.02, _T3),
     ),
     # --- He et al. 2015 §4.2, CIFAR-10: 6n + 2 layers, option A --------------------------
     _Variant(
@@ -774,7 +750,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(3),
         "CIFAR ResNet-20 (§4.2, n = 3)",
         "resnet_cifar",
-        (_err("CIFAR-10", 8.75, _T6),),
     ),
     _Variant(
         "resnet32",
@@ -783,7 +758,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(5),
         "CIFAR ResNet-32 (§4.2, n = 5)",
         "resnet_cifar",
-        (_err("CIFAR-10", 7.51, _T6),),
     ),
     _Variant(
         "resnet44",
@@ -792,7 +766,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(7),
         "CIFAR ResNet-44 (§4.2, n = 7)",
         "resnet_cifar",
-        (_err("CIFAR-10", 7.17, _T6),),
     ),
     _Variant(
         "resnet56",
@@ -801,7 +774,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(9),
         "CIFAR ResNet-56 (§4.2, n = 9)",
         "resnet_cifar",
-        (_err("CIFAR-10", 6.97, _T6),),
     ),
     _Variant(
         "resnet110",
@@ -810,7 +782,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(18),
         "CIFAR ResNet-110 (§4.2, n = 18)",
         "resnet110_cifar",
-        (_err("CIFAR-10", 6.43, _T6 + ", best of 5 runs (mean 6.61 ± 0.16)"),),
     ),
     _Variant(
         "resnet1202",
@@ -819,7 +790,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(200),
         "CIFAR ResNet-1202 (§4.2, n = 200)",
         "resnet110_cifar",
-        (_err("CIFAR-10", 7.93, _T6),),
     ),
     _Variant("plain20", "resnet", _RESNET, _cifar(3, shortcut="none"), "CIFAR plain-20 (Fig. 6 left)", "resnet_cifar"),
     _Variant("plain32", "resnet", _RESNET, _cifar(5, shortcut="none"), "CIFAR plain-32 (Fig. 6 left)", "resnet_cifar"),
@@ -842,7 +812,6 @@ _VARIANTS: tuple[_Variant, ...] = (
             {**_IMAGENET, "block": block, "depths": depths, "preact": True},
             f"pre-activation ResNet-{depth} for ImageNet (Table 1 stages, BN-ReLU-conv blocks)",
             "resnet_imagenet",
-            _top(21.1, 5.5, "Table 5, single 320×320 crop, ImageNet val") if depth == 152 else (),
         )
         for depth, block, depths in (
             (18, "basic", _BASIC_18),
@@ -859,7 +828,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(18, preact=True),
         "pre-activation CIFAR ResNet-110 (basic blocks, option A)",
         "preact_cifar",
-        (_err("CIFAR-10", 6.37, _PRE3),),
     ),
     _Variant(
         "preact_resnet164",
@@ -868,7 +836,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_CIFAR, "block": "bottleneck", "depths": (18, 18, 18), "preact": True, "shortcut": "B"},
         "pre-activation CIFAR ResNet-164 (bottleneck, 16/32/64 ×4 out)",
         "preact_cifar",
-        (_err("CIFAR-10", 5.46, _PRE3), _err("CIFAR-100", 24.33, _PRE3)),
     ),
     _Variant(
         "preact_resnet1001",
@@ -877,7 +844,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_CIFAR, "block": "bottleneck", "depths": (111, 111, 111), "preact": True, "shortcut": "B"},
         "pre-activation CIFAR ResNet-1001 (bottleneck, 16/32/64 ×4 out)",
         "preact_cifar",
-        (_err("CIFAR-10", 4.92, _PRE3), _err("CIFAR-100", 22.71, _PRE3)),
     ),
     # --- Zagoruyko & Komodakis 2016 ---------------------------------------------------------
     _Variant(
@@ -887,7 +853,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _wrn(16, 8),
         "WRN-16-8 (CIFAR, pre-act B(3,3))",
         "wrn_cifar",
-        (_err("CIFAR-10", 4.27, _WRN5), _err("CIFAR-100", 20.43, _WRN5)),
     ),
     _Variant(
         "wrn28_10",
@@ -896,7 +861,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _wrn(28, 10),
         "WRN-28-10 (CIFAR, pre-act B(3,3))",
         "wrn_cifar",
-        (_err("CIFAR-10", 4.00, _WRN5), _err("CIFAR-100", 19.25, _WRN5)),
     ),
     _Variant(
         "wrn40_4",
@@ -905,7 +869,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _wrn(40, 4),
         "WRN-40-4 (CIFAR, pre-act B(3,3))",
         "wrn_cifar",
-        (_err("CIFAR-10", 4.53, _WRN5), _err("CIFAR-100", 21.18, _WRN5)),
     ),
     _Variant(
         "wide_resnet50_2",
@@ -914,7 +877,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "width_per_group": 128},
         "WRN-50-2-bottleneck (ImageNet, bottleneck twice as wide)",
         "resnet_imagenet",
-        _top(21.9, 6.03, "Table 8, single crop, ImageNet val"),
         "wide_resnet50_2",
     ),
     _Variant(
@@ -924,7 +886,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "width_per_group": 128},
         "WRN-101-2-bottleneck (ImageNet, torchvision's wide_resnet101_2)",
         "resnet_imagenet",
-        (),
         "wide_resnet101_2",
     ),
     # --- Xie et al. 2017 ------------------------------------------------------------------
@@ -935,7 +896,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "groups": 32, "width_per_group": 4},
         "ResNeXt-50 (32×4d), Table 1",
         "resnet_imagenet",
-        _top(22.2, None, "Table 3, single 224 crop, ImageNet val"),
         "resnext50_32x4d",
     ),
     _Variant(
@@ -945,7 +905,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 32, "width_per_group": 8},
         "ResNeXt-101 (32×8d), torchvision's configuration",
         "resnet_imagenet",
-        (),
         "resnext101_32x8d",
     ),
     _Variant(
@@ -955,7 +914,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 64, "width_per_group": 4},
         "ResNeXt-101 (64×4d), 2× complexity",
         "resnet_imagenet",
-        _top(20.4, 5.3, "Table 4, single 224 crop, ImageNet val"),
         "resnext101_64x4d",
     ),
     _Variant(
@@ -965,7 +923,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _resnext29(8),
         "ResNeXt-29 (8×64d), CIFAR (Table 7)",
         "resnext_cifar",
-        (_err("CIFAR-10", 3.65, "Table 7"), _err("CIFAR-100", 17.77, "Table 7")),
     ),
     _Variant(
         "resnext29_16x64d",
@@ -974,7 +931,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _resnext29(16),
         "ResNeXt-29 (16×64d), CIFAR (Table 7)",
         "resnext_cifar",
-        (_err("CIFAR-10", 3.58, "Table 7"), _err("CIFAR-100", 17.31, "Table 7")),
     ),
     # --- Huang et al. 2016 ------------------------------------------------------------------
     _Variant(
@@ -984,7 +940,6 @@ _VARIANTS: tuple[_Variant, ...] = (
         _cifar(18, drop_path_rate=0.5),
         "CIFAR ResNet-110 with stochastic depth, linear decay to p_L = 0.5",
         "stochastic_depth_cifar",
-        (_err("CIFAR-10", 5.23, "Table 1, CIFAR-10+"), _err("CIFAR-100", 24.58, "Table 1, CIFAR-100+")),
     ),
 )
 
@@ -1001,7 +956,6 @@ def _register_all() -> None:
                 dataset="ImageNet-1k" if imagenet else "CIFAR-10",
                 num_classes=1000 if imagenet else 10,
                 description=v.description,
-                results=v.results,
                 torchvision_name=v.torchvision,
                 default_recipe=v.recipe,
                 defaults=dict(v.config),

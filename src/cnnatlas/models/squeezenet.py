@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import paper_names_by_prefix, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -202,42 +202,31 @@ _PAPER = Paper(
 )
 
 
-def _accuracy(top1: float, top5: float, source: str) -> tuple[PublishedResult, ...]:
-    return (
-        PublishedResult("ImageNet-1k", "top-1 accuracy", top1, source),
-        PublishedResult("ImageNet-1k", "top-5 accuracy", top5, source),
-    )
-
-
-# name: (builder kwargs, torchvision name, description, published results)
-_VARIANTS: dict[str, tuple[dict[str, Any], str | None, str, tuple[PublishedResult, ...]]] = {
+# name: (builder kwargs, torchvision name, description); published results: cnnatlas.published
+_VARIANTS: dict[str, tuple[dict[str, Any], str | None, str]] = {
     "squeezenet1_0": (
         dict(version="1_0"),
         "squeezenet1_0",
         "SqueezeNet v1.0 (Table 1, Fig. 2 left)",
-        _accuracy(57.5, 80.3, "Table 3, vanilla SqueezeNet (also Table 2)"),
     ),
     "squeezenet1_1": (
         dict(version="1_1"),
         "squeezenet1_1",
         "SqueezeNet v1.1 (released with the paper's code: 2.4x fewer mult-adds)",
-        (),
     ),
     "squeezenet1_0_bypass": (
         dict(version="1_0", bypass="simple"),
         None,
         "SqueezeNet v1.0 with simple bypass around fire3/5/7/9 (Fig. 2 middle)",
-        _accuracy(60.4, 82.5, "Table 3, SqueezeNet + simple bypass"),
     ),
     "squeezenet1_0_complex_bypass": (
         dict(version="1_0", bypass="complex"),
         None,
         "SqueezeNet v1.0 with simple + 1×1-conv bypasses (Fig. 2 right)",
-        _accuracy(58.8, 82.0, "Table 3, SqueezeNet + complex bypass"),
     ),
 }
 
-for _name, (_kwargs, _tv, _description, _results) in _VARIANTS.items():
+for _name, (_kwargs, _tv, _description) in _VARIANTS.items():
     register_model(
         ModelInfo(
             name=_name,
@@ -247,7 +236,6 @@ for _name, (_kwargs, _tv, _description, _results) in _VARIANTS.items():
             dataset="ImageNet-1k",
             num_classes=1000,
             description=_description,
-            results=_results,
             torchvision_name=_tv,
             default_recipe="squeezenet",
             defaults=_kwargs,

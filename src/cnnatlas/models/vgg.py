@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- configuration table (the paper's Table 1) ------------------------------------------------
 # An int is a 3×3 convolution with that many filters ("conv3-N"), ``(N, 1)`` a 1×1 convolution
@@ -164,25 +164,15 @@ PAPER = Paper(
 )
 
 
-def _errors(table: str, setting: str, top1: float, top5: float) -> tuple[PublishedResult, ...]:
-    source = f"{table}, {setting}, ILSVRC-2012 val"
-    return (
-        PublishedResult("ImageNet-1k", "top-1 error", top1, source),
-        PublishedResult("ImageNet-1k", "top-5 error", top5, source),
-    )
-
-
-T3 = "Table 3 (single test scale)"
-T4 = "Table 4 (multi-scale test)"
-# (name, Table 1 configuration, batch norm, torchvision name, description, published results)
-VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...]]] = [
+# (name, Table 1 configuration, batch norm, torchvision name, description); published results:
+# cnnatlas.published
+VARIANTS: list[tuple[str, str, bool, str | None, str]] = [
     (
         "vgg11",
         "A",
         False,
         "vgg11",
         "VGG configuration A: 11 weight layers (8 conv + 3 FC)",
-        _errors(T3, "train S=256, test Q=256", 29.6, 10.4),
     ),
     (
         "vgg11_lrn",
@@ -190,7 +180,6 @@ VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...
         False,
         None,
         "VGG configuration A-LRN: A with LRN after conv1_1 (§2.3)",
-        _errors(T3, "train S=256, test Q=256", 29.7, 10.5),
     ),
     (
         "vgg13",
@@ -198,7 +187,6 @@ VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...
         False,
         "vgg13",
         "VGG configuration B: 13 weight layers",
-        _errors(T3, "train S=256, test Q=256", 28.7, 9.9),
     ),
     (
         "vgg16_c",
@@ -206,9 +194,6 @@ VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...
         False,
         None,
         "VGG configuration C: 16 weight layers, 1×1 conv last in stages 3–5",
-        _errors(T3, "train S=256, test Q=256", 28.1, 9.4)
-        + _errors(T3, "train S∈[256;512], test Q=384", 27.3, 8.8)
-        + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 26.3, 8.2),
     ),
     (
         "vgg16",
@@ -216,9 +201,6 @@ VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...
         False,
         "vgg16",
         "VGG configuration D (VGG-16): 13 conv 3×3 + 3 FC",
-        _errors(T3, "train S=256, test Q=256", 27.0, 8.8)
-        + _errors(T3, "train S∈[256;512], test Q=384", 25.6, 8.1)
-        + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5),
     ),
     (
         "vgg19",
@@ -226,19 +208,16 @@ VARIANTS: list[tuple[str, str, bool, str | None, str, tuple[PublishedResult, ...
         False,
         "vgg19",
         "VGG configuration E (VGG-19): 16 conv 3×3 + 3 FC",
-        _errors(T3, "train S=256, test Q=256", 27.3, 9.0)
-        + _errors(T3, "train S∈[256;512], test Q=384", 25.5, 8.0)
-        + _errors(T4, "train S∈[256;512], test Q={256,384,512}", 24.8, 7.5),
     ),
     # Batch normalisation (Ioffe & Szegedy 2015) postdates the paper: these are torchvision's
     # variants, with no published VGG-paper results.
-    ("vgg11_bn", "A", True, "vgg11_bn", "VGG-11 (A) with batch norm after every conv (torchvision)", ()),
-    ("vgg13_bn", "B", True, "vgg13_bn", "VGG-13 (B) with batch norm after every conv (torchvision)", ()),
-    ("vgg16_bn", "D", True, "vgg16_bn", "VGG-16 (D) with batch norm after every conv (torchvision)", ()),
-    ("vgg19_bn", "E", True, "vgg19_bn", "VGG-19 (E) with batch norm after every conv (torchvision)", ()),
+    ("vgg11_bn", "A", True, "vgg11_bn", "VGG-11 (A) with batch norm after every conv (torchvision)"),
+    ("vgg13_bn", "B", True, "vgg13_bn", "VGG-13 (B) with batch norm after every conv (torchvision)"),
+    ("vgg16_bn", "D", True, "vgg16_bn", "VGG-16 (D) with batch norm after every conv (torchvision)"),
+    ("vgg19_bn", "E", True, "vgg19_bn", "VGG-19 (E) with batch norm after every conv (torchvision)"),
 ]
 
-for _name, _config, _bn, _tv, _description, _results in VARIANTS:
+for _name, _config, _bn, _tv, _description in VARIANTS:
     register_model(
         ModelInfo(
             name=_name,
@@ -248,7 +227,6 @@ for _name, _config, _bn, _tv, _description, _results in VARIANTS:
             dataset="ImageNet-1k",
             num_classes=1000,
             description=_description,
-            results=_results,
             torchvision_name=_tv,
             default_recipe="vgg",
             defaults={"config": _config, "batch_norm": _bn},

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, PublishedResult, register_model
+from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
 # -- blocks ----------------------------------------------------------------------------------
@@ -100,10 +100,14 @@ class ZFNet(AtlasModel):
         self.fc8 = rebuild_like(self.fc8, lambda: self._init(nn.Linear(self.fc8.in_features, num_classes)))
         self.num_classes = num_classes
 
+    def after_optimizer_step(self) -> None:
+        self.renormalize_filters_()
+
     @torch.no_grad()
     def renormalize_filters_(self, radius: float = 0.1) -> None:
         """§3: "Each filter in the convolutional layers whose RMS value exceeds a fixed radius
-        of 10^-1 is renormalized to this fixed radius" — call after each optimiser step."""
+        of 10^-1 is renormalized to this fixed radius" — the trainer calls it after each
+        optimiser step (through :meth:`after_optimizer_step`)."""
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 rms = module.weight.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
@@ -129,26 +133,11 @@ _VARIANTS: tuple[dict[str, Any], ...] = (
         name="zfnet",
         description="ZFNet as in Fig. 3: 7×7/2 conv1, 5×5/2 conv2, contrast normalisation",
         widths=(384, 384, 256),
-        results=(
-            PublishedResult("ImageNet-1k", "top-1 error", 38.4, "Table 2, 1 convnet as per Fig. 3, val"),
-            PublishedResult("ImageNet-1k", "top-5 error", 16.5, "Table 2, 1 convnet as per Fig. 3, val"),
-        ),
     ),
     dict(
         name="zfnet_wide",
         description="ZFNet with 512/1024/512 filters in conv3–5 (Table 2, model (b))",
         widths=(512, 1024, 512),
-        results=(
-            PublishedResult(
-                "ImageNet-1k", "top-1 error", 37.5, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, val"
-            ),
-            PublishedResult(
-                "ImageNet-1k", "top-5 error", 16.0, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, val"
-            ),
-            PublishedResult(
-                "ImageNet-1k", "top-5 error", 16.1, "Table 2, 1 convnet, layers 3,4,5: 512,1024,512 maps, test"
-            ),
-        ),
     ),
 )
 
@@ -162,7 +151,6 @@ for _variant in _VARIANTS:
             dataset="ImageNet-1k",
             num_classes=1000,
             description=_variant["description"],
-            results=_variant["results"],
             default_recipe="zfnet",
             defaults={"widths": _variant["widths"]},
         ),

@@ -1,0 +1,182 @@
+"""Inference speed of the fast path against torchvision's eager model, in one process.
+
+For each model, at one batch size (default 16), every variant is timed in interleaved rounds
+(each round calls every variant once, after warm-up), so a load change on a shared machine
+hits all variants alike; the median of the rounds is reported with the interquartile range.
+
+Variants:
+
+* **reference** — torchvision's model of the same architecture, eager, NCHW, fp32 (our own
+  eager model where torchvision has none, e.g. MobileNet v1);
+* **ours eager** — the cnnatlas network as built (NCHW, fp32);
+* **channels-last** — the same, NHWC;
+* **fast** — ``cnnatlas.fast.fast_model``: batch norm folded, channels-last, inference mode;
+* **fast + compile** — the same through ``torch.compile`` with inductor's weight freezing (``--compile``);
+* **onnxruntime** — the folded network exported to ONNX, run by ONNX Runtime;
+* **fast bf16** — with bf16 autocast; only where the CPU has native bf16, or with ``--bf16``.
+
+Each variant's logits are compared with ours eager fp32 on the timed batch (top-1 agreement,
+largest difference relative to the largest logit). GFLOP/s = 2 × analyser MACs × images/s;
+the peak is derived by ``cnnatlas.bench.machine_peak`` (printed).
+
+``--digits`` trains LeNet-5 on the bundled MNIST sample (its default recipe, ``--digit-epochs``
+epochs) and reports how often the bf16 fast copy's top-1 agrees with fp32 on the 1,000 bundled
+test digits (bf16 is emulated where the CPU lacks it; the numbers are the same, only slower).
+
+Usage: ``python benchmarks/bench_infer.py [--models resnet50 vgg16 …] [--batch 16] [--rounds 7]
+[--compile] [--bf16] [--threads N] [--digits [--digit-epochs 5]]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+
+import cnnatlas
+from cnnatlas.bench import environment, machine_peak, make_runner
+from cnnatlas.fast import compare_logits, fast_model, main_logits, native_bf16
+
+
+def variants(name: str, x: torch.Tensor, args: argparse.Namespace) -> dict[str, Callable[[torch.Tensor], Any]]:
+    import torchvision
+
+    torch.manual_seed(0)
+    ours = cnnatlas.create_model(name).eval()
+    info = cnnatlas.model_info(name)
+    out: dict[str, Callable[[torch.Tensor], Any]] = {}
+    if info.torchvision_name:
+        reference = getattr(torchvision.models, info.torchvision_name)(**_tv_kwargs(info.torchvision_name)).eval()
+        reference.load_state_dict(ours.state_dict(), strict=False)  # same weights where the keys agree
+        out["reference (torchvision eager NCHW)"] = reference
+    else:
+        out["reference (ours eager NCHW)"] = copy.deepcopy(ours)
+    out["ours eager NCHW"] = ours
+    nhwc = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+    out["channels-last"] = lambda t: nhwc(t.contiguous(memory_format=torch.channels_last))
+    out["fast (fold + channels-last)"] = fast_model(ours, x[:1])
+    if args.compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # constant-fold the weights and prepack them for oneDNN
+        out["fast + torch.compile"] = fast_model(ours, x[:1], compile=True)
+    out["onnxruntime (folded)"] = make_runner(ours, "onnxruntime", "fp32", torch.device("cpu"), x, args.threads).call
+    if native_bf16("cpu") or args.bf16:
+        out["fast bf16" + ("" if native_bf16("cpu") else " (emulated)")] = fast_model(ours, x[:1], dtype="bf16")
+    return out
+
+
+def _tv_kwargs(tv_name: str) -> dict[str, Any]:
+    # torchvision's GoogLeNet builds auxiliary heads and transforms inputs unless told not to
+    return {"aux_logits": False, "init_weights": False} if tv_name == "googlenet" else {}
+
+
+def interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], x: torch.Tensor, rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for fn in fns.values():  # warm-up (and compilation) outside the timed rounds
+            fn(x)
+            fn(x)
+        for _ in range(rounds):
+            for key, fn in fns.items():
+                start = time.perf_counter()
+                fn(x)
+                times[key].append(time.perf_counter() - start)
+    return times
+
+
+def _logits(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    with torch.inference_mode():
+        out = fn(x)
+    if isinstance(out, list):  # ONNX Runtime returns numpy arrays
+        return torch.from_numpy(out[0]) if not isinstance(out[0], torch.Tensor) else out[0]
+    if not isinstance(out, torch.Tensor) and hasattr(out, "logits"):
+        return out.logits
+    return main_logits(model, out)
+
+
+def digit_agreement(epochs: float) -> None:
+    import tempfile
+
+    from cnnatlas.data import load_dataset
+    from cnnatlas.train.run import load_run
+    from cnnatlas.train.trainer import train
+
+    with tempfile.TemporaryDirectory() as out:
+        train("lenet5", out=f"{out}/run", epochs=epochs, device="cpu")
+        run = load_run(f"{out}/run")
+    test = load_dataset("mnist-sample", split="test")
+    x = run.adapter(test.images)
+    fp32 = fast_model(run.model, x[:1])
+    bf16 = fast_model(run.model, x[:1], dtype="bf16")
+    with torch.inference_mode():
+        a, b = fp32(x), bf16(x)
+    agreement = compare_logits(a, b, "bf16")
+    accuracy = [float((logits.argmax(1) == test.labels).float().mean()) for logits in (a, b)]
+    print(
+        f"\n# LeNet-5, {epochs:g} epochs on the bundled sample: top-1 fp32 {100 * accuracy[0]:.2f} %, "
+        f"bf16 {100 * accuracy[1]:.2f} %; bf16 agrees with fp32 on {100 * agreement.top1_agreement:.2f} % "
+        f"of {agreement.samples} test digits (max relative logit error {agreement.max_relative_error:.1e}, "
+        f"tolerance {agreement.tolerance:g})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--models", nargs="+", default=["resnet50", "vgg16", "googlenet", "densenet121", "mobilenet_v1_100"]
+    )
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 where it is emulated")
+    parser.add_argument("--digits", action="store_true", help="LeNet-5 bf16 vs fp32 agreement on the test digits")
+    parser.add_argument("--digit-epochs", type=float, default=5)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = environment("cpu")
+    peak = machine_peak("cpu")
+    print(f"# {env['cpu']}, {env['cores']} cores, {env['threads']} threads, torch {env['torch']}, batch {args.batch}")
+    print(f"# peak: {peak.derivation}; native bf16: {env['native_bf16']}; load average {os.getloadavg()}")
+    for name in args.models:
+        info = cnnatlas.model_info(name)
+        x = torch.randn(args.batch, *info.input_size, generator=torch.Generator().manual_seed(0))
+        macs = cnnatlas.analyze(name).totals["macs"]
+        fns = variants(name, x, args)
+        ours = fns["ours eager NCHW"]
+        reference_logits = _logits(ours, x, ours)  # type: ignore[arg-type]
+        times = interleaved(fns, x, args.rounds)
+        ref_key = next(iter(fns))
+        ref = statistics.median(times[ref_key])
+        print(f"\n## {name} ({macs / 1e9:.2f} G-MACs per image), {args.rounds} interleaved rounds")
+        print(
+            "| variant | images/s | IQR (ms/batch) | vs reference | GFLOP/s | of peak | top-1 agreement | max rel. error |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for key, samples in times.items():
+            median = statistics.median(samples)
+            q1, _, q3 = statistics.quantiles(samples, n=4)
+            rate = args.batch / median
+            gflops = 2 * macs * rate / 1e9
+            agreement = compare_logits(
+                reference_logits, _logits(fns[key], x, ours), "bf16" if "bf16" in key else "fp32"
+            )  # type: ignore[arg-type]
+            print(
+                f"| {key} | {rate:.1f} | {1e3 * (q3 - q1):.1f} | {ref / median:.2f}× | {gflops:.1f} | "
+                f"{100 * gflops * 1e9 / peak.flops:.1f}% | {100 * agreement.top1_agreement:.0f}% | "
+                f"{agreement.max_relative_error:.1e} |"
+            )
+    if args.digits:
+        digit_agreement(args.digit_epochs)
+    print(f"\n# load average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Shared test fixtures.
+
+The model and recipe registries are process-wide tables. A test that registers a model of its
+own would otherwise leave it behind for every later test (the README's model table, the
+registry-wide parametrisations), so each test runs inside a snapshot of both tables that is
+restored when it ends. The suite runs in random order (pytest-randomly) to keep it that way.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, ContextManager, Iterator
+
+import pytest
+
+
+@contextmanager
+def _registry_snapshot() -> Iterator[None]:
+    """Restore the model and recipe registries to their state on entry when the block ends."""
+    from cnnatlas import registry
+    from cnnatlas.train import recipes
+
+    registry.list_models()  # import every family first, so the snapshot holds them all
+    models, known_recipes = dict(registry._REGISTRY), dict(recipes._RECIPES)
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(models)
+        recipes._RECIPES.clear()
+        recipes._RECIPES.update(known_recipes)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registries() -> Iterator[None]:
+    with _registry_snapshot():
+        yield
+
+
+@pytest.fixture
+def registry_snapshot() -> Callable[[], ContextManager[None]]:
+    """The snapshot-and-restore context manager every test already runs inside."""
+    return _registry_snapshot
