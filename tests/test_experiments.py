@@ -21,8 +21,9 @@ from cnnatlas.experiments.spec import EXPERIMENTS, get_experiment
 from cnnatlas.layers import LocalResponseNorm
 from cnnatlas.models.resnet import ResidualBlock
 
-# The heavier ones (deep ResNets, AlexNet at 227×227, two-stage arms) run with -m slow.
-HEAVY = {"degradation", "bottleneck", "model-parallel", "transfer", "warm-start", "ensemble", "multiscale"}
+# Two representative experiments run by default; the rest (deep ResNets, AlexNet at 227×227,
+# two-stage arms, extra measurements) with -m slow.
+DEFAULT_RUN = {"lrn", "head"}
 
 
 def _build(experiment: str, arm: str, in_chans: int = 1) -> nn.Module:
