@@ -64,7 +64,9 @@ def _check_results(folder: Path, name: str) -> dict:
     return results
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in EXPERIMENTS])
+@pytest.mark.parametrize(
+    "name", [n if n in DEFAULT_RUN else pytest.param(n, marks=pytest.mark.slow) for n in EXPERIMENTS]
+)
 def test_every_experiment_runs_on_the_smoke_budget(name: str, tmp_path: Path) -> None:
     folder = run_experiment(name, budget="smoke", out=tmp_path / name, device="cpu")
     _check_results(folder, name)
