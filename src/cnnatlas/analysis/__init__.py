@@ -50,10 +50,10 @@ def _build(
     name = getattr(model, "model_name", "") or type(model).__name__
     registered = None
     if getattr(model, "model_name", ""):
-        from cnnatlas.registry import _lookup, list_models
+        from cnnatlas.registry import list_models, lookup
 
         if name in list_models():
-            registered = _lookup(name)[0].input_size
+            registered = lookup(name).info.input_size
     if _is_meta(model, dtype):
         return model, name, registered, None  # already shapes only: trace it as it is
     return model, name, registered, _meta_state(model, dtype)

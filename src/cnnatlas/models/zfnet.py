@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.layers import LocalResponseNorm, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
@@ -78,11 +78,12 @@ class ZFNet(AtlasModel):
                 self._init(module)
 
     @staticmethod
-    def _init(layer: nn.Module) -> None:
+    def _init(layer: nn.Linear) -> nn.Linear:
         # §3: "All weights are initialized to 10^-2 and biases are set to 0" — read, as in
         # Krizhevsky et al. whom they follow, as weights drawn with standard deviation 0.01.
         nn.init.normal_(layer.weight, mean=0.0, std=0.01)
         nn.init.zeros_(layer.bias)
+        return layer
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.norm1(self.pool1(self.relu1(self.conv1(x))))
@@ -96,9 +97,7 @@ class ZFNet(AtlasModel):
         return self.fc8(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        with torch.device(self.fc8.weight.device):
-            self.fc8 = nn.Linear(self.fc8.in_features, num_classes)
-        self._init(self.fc8)
+        self.fc8 = rebuild_like(self.fc8, lambda: self._init(nn.Linear(self.fc8.in_features, num_classes)))
         self.num_classes = num_classes
 
     def after_optimizer_step(self) -> None:

@@ -80,7 +80,7 @@ class BubblePoint:
 def expand_models(patterns: Sequence[str] | None) -> list[str]:
     """Registered names matching names or fnmatch patterns, in the order given; an unknown
     name or a pattern matching nothing is an InputError."""
-    from cnnatlas.registry import _lookup, list_models
+    from cnnatlas.registry import list_models, lookup
 
     if not patterns:
         return list_models()
@@ -91,7 +91,7 @@ def expand_models(patterns: Sequence[str] | None) -> list[str]:
             if not matched:
                 raise InputError(f"no registered model matches {pattern!r}; run `cnnatlas models` for the list")
         else:
-            _lookup(pattern)  # raises InputError with suggestions
+            lookup(pattern)  # raises InputError with suggestions
             matched = [pattern]
         names.extend(n for n in matched if n not in names)
     return names
@@ -156,7 +156,7 @@ def winner_bars() -> list[WinnerBar]:
     """One bar per team and year (entries without outside data); outside-data entries ride along."""
     from cnnatlas.analysis import analyze
     from cnnatlas.published import ILSVRC_ENTRIES
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
     bars: list[WinnerBar] = []
     depths: dict[str, int] = {}
@@ -166,7 +166,7 @@ def winner_bars() -> list[WinnerBar]:
         if entry.model not in depths:
             depths[entry.model] = analyze(entry.model).totals["network_depth"]
         extra = tuple(e for e in ILSVRC_ENTRIES if e.outside_data and e.year == entry.year and e.team == entry.team)
-        paper = _lookup(entry.model)[0].paper
+        paper = lookup(entry.model).info.paper
         bars.append(
             WinnerBar(
                 entry.year,
