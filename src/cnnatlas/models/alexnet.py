@@ -392,21 +392,27 @@ def _split_tower_state(
 
 # -- builder ---------------------------------------------------------------------------------
 def _build(
-    *, num_classes: int, in_chans: int, layout: str, devices: Sequence[str | torch.device] | None = None
+    *,
+    num_classes: int,
+    in_chans: int,
+    layout: str,
+    devices: Sequence[str | torch.device] | None = None,
+    dropout: float = 0.5,
 ) -> AtlasModel:
+    """One of the three forms; ``dropout`` (§4.2: 0.5 on fc6 and fc7) reaches every one."""
     if layout == "one_tower":
         if devices is not None:
             raise InputError("alexnet has one tower; the model-parallel form is alexnet_2012 (devices=(a, b))")
-        return AlexNet(num_classes=num_classes, in_chans=in_chans)
+        return AlexNet(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
     if devices is None:
-        return AlexNet2012(num_classes=num_classes, in_chans=in_chans)
+        return AlexNet2012(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
     try:
         parsed = [torch.device(d) for d in devices]
     except (TypeError, RuntimeError) as exc:
         raise InputError(f"alexnet_2012: devices must be two torch devices, got {devices!r} ({exc})") from None
     if len(parsed) != TOWERS:
         raise InputError(f"alexnet_2012: devices must name exactly two devices (one per tower), got {devices!r}")
-    return AlexNet2012ModelParallel(num_classes=num_classes, in_chans=in_chans, devices=parsed)
+    return AlexNet2012ModelParallel(num_classes=num_classes, in_chans=in_chans, devices=parsed, dropout=dropout)
 
 
 # -- registered variants ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ after pooling.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +48,9 @@ class ZFNet(AtlasModel):
     min_input_size = 207
     max_input_size = 238
 
-    def __init__(self, *, num_classes: int, in_chans: int, widths: tuple[int, int, int], dropout: float = 0.5) -> None:
+    def __init__(
+        self, *, num_classes: int, in_chans: int, widths: Sequence[int] = (384, 384, 256), dropout: float = 0.5
+    ) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans)
         c3, c4, c5 = widths
         self.conv1 = nn.Conv2d(in_chans, 96, kernel_size=7, stride=2, padding=1)
@@ -114,11 +116,6 @@ class ZFNet(AtlasModel):
                 module.weight.mul_(torch.clamp(radius / rms, max=1.0))
 
 
-# -- builder ---------------------------------------------------------------------------------
-def _build(*, num_classes: int, in_chans: int, widths: tuple[int, int, int]) -> ZFNet:
-    return ZFNet(num_classes=num_classes, in_chans=in_chans, widths=tuple(widths))  # type: ignore[arg-type]
-
-
 # -- registered variants ---------------------------------------------------------------------
 _PAPER = Paper(
     authors="M. D. Zeiler, R. Fergus",
@@ -154,7 +151,7 @@ for _variant in _VARIANTS:
             default_recipe="zfnet",
             defaults={"widths": _variant["widths"]},
         ),
-        _build,
+        ZFNet,  # the class is the builder: every constructor option (widths, dropout) is settable
     )
 
 __all__ = ["ZFNet"]
