@@ -377,7 +377,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             [
                 r["model"],
                 "×".join(map(str, r["input_shape"])),
-                f"{r['params'] / 1e6:.2f}M",
+                human(r["params"]),
                 human(r["macs"]),
                 human_bytes(r["activation_bytes"]),
                 str(r["min_input_size"]),
