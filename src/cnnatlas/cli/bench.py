@@ -77,7 +77,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from cnnatlas.analysis import analyze
     from cnnatlas.bench import BenchResult, bench_model, environment, machine_peak, parse_batches
     from cnnatlas.cli.evaluate import _device
-    from cnnatlas.registry import _lookup, create_model
+    from cnnatlas.registry import create_model, lookup
 
     batches = parse_batches(args.batch)
     device = torch.device(_device(args.device))
@@ -85,14 +85,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise InputError("--dtype fp16 needs a GPU; on a CPU use bf16 or fp32")
     out = _check_out(args.out)
     for name in args.models:
-        _lookup(name)  # every name is checked before any measurement starts
+        lookup(name)  # every name is checked before any measurement starts
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = machine_peak(device, args.dtype)
     result = BenchResult(environment(device, args.threads), {"flops": peak.flops, "derivation": peak.derivation})
     result.environment.update(backend=args.backend, dtype=args.dtype, mode=args.mode)
     for name in args.models:
-        size = tuple(args.input or _lookup(name)[0].input_size)
+        size = tuple(args.input or lookup(name).info.input_size)
         macs = int(analyze(name, input_size=size).totals["macs"])
         torch.manual_seed(0)
         model = create_model(name)
