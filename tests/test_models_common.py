@@ -36,6 +36,10 @@ PAPERS = {
     "densenet": ("Huang et al.", 2017),  # CVPR 2017, arXiv:1608.06993
     "squeezenet": ("Iandola et al.", 2016),  # arXiv:1602.07360
     "mobilenet": ("Howard et al.", 2017),  # arXiv:1704.04861
+    # the experiment nets cite the paper whose design choice each isolates (docs/experiments.md)
+    "mini_vgg": ("Simonyan & Zisserman", 2014),
+    "mini_inception": ("Szegedy et al.", 2014),
+    "mini_mobilenet": ("Howard et al.", 2017),
 }
 
 

@@ -103,6 +103,9 @@ class TraceResult:
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
     op_costs: dict[str, list[int]] = field(default_factory=dict)  # ATen op → [calls, MACs, FLOPs, elements]
     field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops that made a receptive field "?"
+    # (producer row, consumer row, tensor shape): filled only by a recording tracer
+    # (cnnatlas.analysis.graph); row -1 is the network input, len(rows) its output.
+    edges: list[tuple[int, int, tuple[int, ...]]] | None = None
 
 
 class _ParamInfo:
@@ -586,10 +589,12 @@ def trace(
     kwargs: dict[str, Tensor],
     state: dict[str, Tensor] | None,
     names: dict[str, str],
+    tracer_class: type[Tracer] = Tracer,
 ) -> TraceResult:
     """Run ``model(*args, **kwargs)`` on meta tensors (through ``functional_call`` with ``state``
-    when given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
-    return Tracer(model, state, names).run(args, kwargs)
+    when given) and collect one :class:`RawRow` per leaf-module call and per functional op.
+    ``tracer_class`` may be a :class:`Tracer` subclass that records more (the diagrams' edges)."""
+    return tracer_class(model, state, names).run(args, kwargs)
 
 
 def _module_depth(path: str) -> int:

@@ -9,26 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from cnnatlas.analysis.graph import layer_kind
 from cnnatlas.errors import InputError
-
-# -- which layers are which ------------------------------------------------------------------
-
-
-def layer_kind(row: Any) -> str:
-    """ "conv", "fc", "pool" or "other" for an analysis row (cnnatlas.analysis.LayerRow).
-
-    Convolutions are module or functional convolutions; fully connected layers are ``Linear``
-    (or its ``addmm``/``linear`` ops) and any other layer with weights and a flat output (LeNet-5's
-    RBF output layer); pooling includes LeNet-5's trainable subsampling.
-    """
-    kind = row.type.lower()
-    if "conv" in kind:
-        return "conv"
-    if kind in ("linear", "addmm", "mm", "matmul") or (row.params > 0 and len(row.output_shape) == 2):
-        return "fc"
-    if "pool" in kind or "subsampling" in kind:
-        return "pool"
-    return "other"
 
 
 @dataclass(frozen=True)

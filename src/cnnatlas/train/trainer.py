@@ -389,8 +389,8 @@ _STATE_RULES: dict[str, Rule] = {
     "step_in_epoch": int_rule(0, MAX_COUNT),
     "steps_per_epoch": int_rule(1, MAX_COUNT),
     "epoch_sums": Rule(
-        lambda v: isinstance(v, list) and len(v) == 3 and all(is_number(x, 0) for x in v),
-        "[loss sum, correct, count], three finite numbers ≥ 0",
+        lambda v: isinstance(v, list) and len(v) == len(_new_sums()) and all(is_number(x) for x in v),
+        f"the epoch's {len(_new_sums())} running sums (see _new_sums), finite numbers",
     ),
     "schedule": OBJECT,
     "rng": OBJECT,
@@ -488,10 +488,15 @@ class _Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.checkpoint = None
-        if opts.resume:
-            self._setup_resume()
-        else:
-            self._setup_new()
+        try:
+            if opts.resume:
+                self._setup_resume()
+            else:
+                self._setup_new()
+        except BaseException:
+            if self.lock is not None:  # a failed setup leaves the folder free for the next writer
+                self.lock.release()
+            raise
 
     # -- new run / resumed run ---------------------------------------------------------------
     def _setup_new(self) -> None:
