@@ -61,9 +61,6 @@ def variants(name: str, x: torch.Tensor, args: argparse.Namespace) -> dict[str, 
     out["channels-last"] = lambda t: nhwc(t.contiguous(memory_format=torch.channels_last))
     out["fast (fold + channels-last)"] = fast_model(ours, x[:1])
     if args.compile:
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # constant-fold the weights and prepack them for oneDNN
         out["fast + torch.compile"] = fast_model(ours, x[:1], compile=True)
     out["onnxruntime (folded)"] = make_runner(ours, "onnxruntime", "fp32", torch.device("cpu"), x, args.threads).call
     if native_bf16("cpu") or args.bf16:
