@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import random
 import signal
@@ -74,6 +75,12 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--work", help="folder for the two runs (default: a temporary folder)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="stop killing after this many seconds of the loop (then resume to the end and compare)",
+    )
     args = parser.parse_args()
     if not 0 < args.kills < TOTAL_STEPS:
         parser.error(f"--kills must be between 1 and {TOTAL_STEPS - 1}")
@@ -81,15 +88,22 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="cnnatlas-kill-"))
     straight, killed = work / "straight", work / "killed"
 
-    start = time.perf_counter()
-    subprocess.run(_cli(*RUN, "--out", str(straight)), check=True)
-    reference_s = time.perf_counter() - start
-    step_s = reference_s / TOTAL_STEPS  # an upper bound of one step (start-up included)
-    print(f"reference run: {reference_s:.1f} s ({TOTAL_STEPS} steps)", flush=True)
+    if _newest_step(straight) == TOTAL_STEPS:  # a finished reference of an earlier call
+        reference_s = sum(json.loads(line)["epoch_time_s"] for line in (straight / "metrics.jsonl").open())
+        print(f"reference run reused: {reference_s:.1f} s of training ({TOTAL_STEPS} steps)", flush=True)
+    else:
+        start = time.perf_counter()
+        subprocess.run(_cli(*RUN, "--out", str(straight)), check=True)
+        reference_s = time.perf_counter() - start
+        print(f"reference run: {reference_s:.1f} s ({TOTAL_STEPS} steps)", flush=True)
+    step_s = reference_s / TOTAL_STEPS  # about one step (start-up included when measured here)
 
     kills = mid_write = 0
     start = time.perf_counter()
     while kills < args.kills:
+        if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
+            print(f"time budget of {args.budget_s:.0f} s spent after {kills} kills", flush=True)
+            break
         before = _newest_step(killed)
         if before >= TOTAL_STEPS:
             break

@@ -40,10 +40,13 @@ so. `full` trains on the cluttered task (all 8,000 digits on a 40×40 canvas amo
 docs/data.md) for 30 epochs with 5 seeds and adds the deeper arms (e.g. plain/ResNet-110); it is
 meant for a GPU or a long CPU run, and takes `--data cifar10 --root DIR` as well.
 
-The numbers below were produced by `benchmarks/record_experiments.py` (`run`, then `docs`) on a
-shared 2-core AMD EPYC VM (torch 2.14.1 CPU) while other jobs were running on it: the load average
-printed with each experiment was well above the core count, so absolute times are pessimistic and
-only ratios measured within one experiment are meaningful.
+The numbers below were recorded with `cnnatlas experiment run NAME --out DIR/NAME` (the call
+`benchmarks/record_experiments.py run` makes) and this page was written by
+`benchmarks/record_experiments.py docs --out DIR`, on a shared 2-core AMD EPYC VM (torch 2.14.1,
+CPU only) while many other jobs ran on it: the load average printed with each experiment was far
+above the core count, so absolute times are pessimistic and only ratios measured within one
+experiment mean anything. Only the `quick` budget was recorded; the experiments marked "not yet
+recorded" did not fit in the time this machine had.
 """
 
 

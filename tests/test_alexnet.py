@@ -261,3 +261,14 @@ def test_alexnet_macs_match_torchvision_ops() -> None:
         _meta("alexnet")(torch.empty(1, 3, 224, 224, device="meta"))
     # torchvision 0.29 weights metadata: "_ops": 0.714 (GMACs at 224×224).
     assert round(counter.get_total_flops() / 2 / 1e9, 3) == 0.714
+
+
+@pytest.mark.parametrize(
+    ("name", "dropout_layers"),
+    [("alexnet", ("classifier.0", "classifier.3")), ("alexnet_2012", ("drop6", "drop7"))],
+)
+def test_dropout_rate_is_a_model_option(name: str, dropout_layers: tuple[str, str]) -> None:
+    # §4.2 uses 0.5; the builder passes any other rate through to both dropout layers.
+    modules = dict(create_meta_model(name, dropout=0.3).named_modules())
+    assert [modules[path].p for path in dropout_layers] == [0.3, 0.3]
+    assert [dict(create_meta_model(name).named_modules())[path].p for path in dropout_layers] == [0.5, 0.5]

@@ -4,6 +4,7 @@ fallback and the checks on what a state file names."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -160,3 +161,15 @@ def test_dtype_mismatch_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
     state = {k: v.to(torch.int8) if k == "weight" else v for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError, match="dtype mismatches.*int8"):
         check_state_dict(model, state)
+
+
+def test_a_failed_resume_releases_the_lock(finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(finished, run)
+    config = json.loads((run / "config.json").read_text())
+    config["world_size"] = 2  # fails after the lock was taken
+    (run / "config.json").write_text(json.dumps(config))
+    code, err = _main(capsys, "train", "lenet5_modern", "--resume", str(run), "--quiet")
+    _one_line_error(code, err, "trained on 2 processes")
+    with lock_run_dir(run):  # free again in this very process
+        pass

@@ -85,3 +85,10 @@ def test_post_step_hook_caps_filter_rms_at_the_radius() -> None:
     assert abs(float(rms[0]) - 0.1) < 1e-6
     assert torch.equal(model.conv1.weight[1].detach(), small)
     assert float(rms.max()) <= 0.1 + 1e-6
+
+
+def test_dropout_rate_is_a_model_option() -> None:
+    # §3: dropout 0.5 on fc6 and fc7; the registered builder passes any other rate through.
+    model = create_meta_model("zfnet_wide", dropout=0.3)
+    assert (model.drop6.p, model.drop7.p) == (0.3, 0.3)
+    assert model.conv4.out_channels == 1024  # the variant's own widths still apply

@@ -13,7 +13,7 @@ import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -69,7 +69,17 @@ class ModelInfo:
 
 
 Builder = Callable[..., nn.Module]
-_REGISTRY: dict[str, tuple[ModelInfo, Builder]] = {}
+
+
+class Registration(NamedTuple):
+    """A registered network: its static metadata and the keyword-only builder ``create_model``
+    calls (``inspect.signature(builder)`` lists the options it accepts)."""
+
+    info: ModelInfo
+    builder: Builder
+
+
+_REGISTRY: dict[str, Registration] = {}
 
 
 def register_model(info: ModelInfo, builder: Builder) -> None:
@@ -78,7 +88,7 @@ def register_model(info: ModelInfo, builder: Builder) -> None:
         raise ValueError(f"model {info.name!r} is already registered")
     if not info.name or info.name != info.name.lower() or " " in info.name:
         raise ValueError(f"model names are lower-case identifiers, got {info.name!r}")
-    _REGISTRY[info.name] = (info, builder)
+    _REGISTRY[info.name] = Registration(info, builder)
 
 
 def _ensure_models_imported() -> None:
@@ -93,7 +103,10 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def _lookup(name: str) -> tuple[ModelInfo, Builder]:
+def lookup(name: str) -> Registration:
+    """The registration of ``name`` without building anything (``model_info`` builds the network
+    on the meta device to count its parameters; this does not). An unknown name raises
+    :class:`~cnnatlas.errors.InputError` suggesting the closest registered names."""
     _ensure_models_imported()
     if not isinstance(name, str):
         raise InputError(f"a model name must be a string, got {type(name).__name__}")
@@ -110,7 +123,7 @@ def create_model(
     name: str, *, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any
 ) -> nn.Module:
     """Build a registered network; ``overrides`` merge into the variant's own settings."""
-    info, builder = _lookup(name)
+    info, builder = lookup(name)
     kwargs: dict[str, Any] = {"num_classes": info.num_classes, "in_chans": info.input_size[0]}
     kwargs.update(info.defaults)
     if num_classes is not None:
@@ -195,7 +208,7 @@ def create_meta_model(name: str, **kwargs: Any) -> nn.Module:
 def model_info(name: str) -> ModelInfo:
     """Static metadata, published results (cnnatlas.published), and the parameter count and
     minimum input size read off a meta-device build."""
-    info, _ = _lookup(name)
+    info = lookup(name).info
     model = create_meta_model(name)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -136,6 +136,7 @@ TOTAL_FIELDS = (
     "unused_params",
     "macs",
     "flops",
+    "training_flops",
     "activations",
     "activation_bytes",
     "input_activations",
@@ -261,6 +262,10 @@ class Analysis:
             ("params", f"{t['params']:,} ({t['trainable_params']:,} trainable, {t['fixed_params']:,} fixed)"),
             ("MACs", f"{t['macs']:,} ({human(t['macs'])})"),
             ("FLOPs", f"{t['flops']:,} ({human(t['flops'])})"),
+            (
+                "FLOPs per training step (forward + backward)",
+                f"{t['training_flops']:,} ({human(t['training_flops'])}; rule in docs/analysis.md)",
+            ),
             ("activations (forward)", f"{t['activations']:,} elements, {human_bytes(t['activation_bytes'])}"),
             ("input", f"{t['input_activations']:,} elements, {human_bytes(t['input_bytes'])}"),
             ("parameter memory", human_bytes(t["param_bytes"])),

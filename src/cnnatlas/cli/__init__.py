@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "cnnatlas.cli.evaluate",  # evaluate, predict
     "cnnatlas.cli.experiment",  # experiment list/run/report, features
     "cnnatlas.cli.plot",  # plot bubble|winners|layers|rf|curves
+    "cnnatlas.cli.diagram",  # diagram
+    "cnnatlas.cli.atlas",  # atlas
     "cnnatlas.cli.bench",  # bench
     "cnnatlas.cli.export",  # export
 )

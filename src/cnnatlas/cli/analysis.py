@@ -126,6 +126,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"an input shape looks like 3x224x224 or 10, got {text!r}") from None
     if min(values) < 1:
         raise argparse.ArgumentTypeError(f"an input shape is positive integers, got {text!r}")
+    if max(values) > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"input shape {text!r} exceeds {MAX_BATCH_SIZE:,} along one dimension")
     return values
 
 
@@ -375,7 +377,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             [
                 r["model"],
                 "×".join(map(str, r["input_shape"])),
-                f"{r['params'] / 1e6:.2f}M",
+                human(r["params"]),
                 human(r["macs"]),
                 human_bytes(r["activation_bytes"]),
                 str(r["min_input_size"]),

@@ -55,9 +55,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         spec = ModelSpec(name, dict(model_cfg.get("options") or {}), tuple(run.classes), tuple(size))
         model = run.model
     else:
-        from cnnatlas.registry import _lookup, create_model
+        from cnnatlas.registry import create_model, lookup
 
-        info, _ = _lookup(args.source)  # an unknown name (or a missing folder) is one error line
+        info = lookup(args.source).info  # an unknown name (or a missing folder) is one error line
         torch.manual_seed(0)
         model = create_model(args.source)
         if args.weights:

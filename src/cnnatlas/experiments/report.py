@@ -353,11 +353,11 @@ def finding(results: Mapping[str, Any]) -> str:
         times = {a: arms[a].get("measured", {}).get("step_time_s", {}).get("mean") for a in arms}
         sentences.append(
             f"The two-tower form gave the same logits (largest difference {diff:.1e}) and exchanged "
-            f"{moved / 1024:.0f} KiB per image"
+            f"{moved / 1024:.0f} KiB per image (both directions, fp32)"
         )
         if all(times.values()):
             sentences.append(
-                f"a training step took {times['two-devices']:.2f} s split vs {times['one-device']:.2f} s on one "
+                f"A training step took {times['two-devices']:.2f} s split vs {times['one-device']:.2f} s on one "
                 f"device ({mp['devices'][0]} ×2: both 'devices' share the same cores, so no speed-up is possible here)"
             )
     return ". ".join(sentences) + "."

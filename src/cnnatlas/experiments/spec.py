@@ -98,7 +98,7 @@ class Experiment:
 # -- the catalogue -----------------------------------------------------------------------------
 CLUTTERED = "cluttered-mnist"
 QUICK_RECIPE = {"batch_size": 32, "lr": 0.02}  # small batches: enough steps in a few thousand images
-SMOKE = Budget(CLUTTERED, 1, 2, {"train_size": 96}, {"batch_size": 32}, limit_test=64)
+SMOKE = Budget(CLUTTERED, 1, 2, {"train_size": 64}, {"batch_size": 32}, limit_test=32)
 
 
 def _budgets(

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
+from cnnatlas.layers import rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # Table I of the paper: which S2 feature maps (rows 0–5) each C3 map (columns 0–15) combines.
@@ -320,8 +321,9 @@ class PartialConv2d(nn.Module):
 
     def dense_weight(self) -> Tensor:
         """The (16, 6, k, k) kernel with the real kernels in place and zeros elsewhere."""
-        first = self.groups[0].weight
-        k = first.shape[-2:]
+        # The kernel size comes from the module, not the weight's shape, so that torch.fx can
+        # trace this (a traced shape is not a tuple of ints).
+        first, k = self.groups[0].weight, self.groups[0].kernel_size
         kernels = torch.cat([conv.weight.reshape(-1, *k) for conv in self.groups])
         dense = first.new_zeros(self.out_channels * self.in_channels, *k)
         dense = dense.index_copy(0, self.dense_slots, kernels)
@@ -430,9 +432,7 @@ class LeNet5(AtlasModel):
         return self.output(self.act6(self.f6(x)))
 
     def reset_classifier(self, num_classes: int) -> None:
-        device = self.f6.weight.device
-        with torch.device(device):
-            self.output = self._make_head(num_classes)
+        self.output = rebuild_like(self.output, lambda: self._make_head(num_classes))
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

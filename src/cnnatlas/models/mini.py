@@ -47,9 +47,12 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import ACTIVATIONS, ConvNormAct, LocalResponseNorm
+from cnnatlas.models.googlenet import PAPER as GOOGLENET_PAPER
 from cnnatlas.models.googlenet import ConvUnit, Inception, InceptionWidths
+from cnnatlas.models.mobilenet import _PAPER as MOBILENET_PAPER
 from cnnatlas.models.mobilenet import ConvBNReLU, DepthwiseSeparable
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.models.vgg import PAPER as VGG_PAPER
+from cnnatlas.registry import ModelInfo, register_model
 
 UNITS = ("conv", "inception_naive", "inception", "separable", "full")
 POOLS = ("max2", "max3", "avg2", "stride")
@@ -227,27 +230,8 @@ class MiniNet(AtlasModel):
 
 
 # -- registered variants -----------------------------------------------------------------------
-_VGG = Paper(
-    "K. Simonyan, A. Zisserman",
-    "Very Deep Convolutional Networks for Large-Scale Image Recognition",
-    2014,
-    "ICLR 2015, arXiv:1409.1556",
-    "https://arxiv.org/abs/1409.1556",
-)
-_GOOGLENET = Paper(
-    "C. Szegedy, W. Liu, Y. Jia, P. Sermanet, S. Reed, D. Anguelov, D. Erhan, V. Vanhoucke, A. Rabinovich",
-    "Going Deeper with Convolutions",
-    2014,
-    "CVPR 2015, arXiv:1409.4842",
-    "https://arxiv.org/abs/1409.4842",
-)
-_MOBILENET = Paper(
-    "A. G. Howard, M. Zhu, B. Chen, D. Kalenichenko, W. Wang, T. Weyand, M. Andreetto, H. Adam",
-    "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
-    2017,
-    "arXiv:1704.04861",
-    "https://arxiv.org/abs/1704.04861",
-)
+# The papers whose design choices these nets isolate (one Paper record each, kept in its family file).
+_VGG, _GOOGLENET, _MOBILENET = VGG_PAPER, GOOGLENET_PAPER, MOBILENET_PAPER
 
 VARIANTS = (
     {

@@ -292,10 +292,10 @@ def _run_data_shape(run: Any) -> tuple[int, int, int]:
 def _paper_side_of(name: str) -> int | None:
     # The registration's static metadata only: model_info() would build the network on the
     # meta device, which costs seconds for the large ones and tells us nothing more here.
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
     try:
-        return int(_lookup(name)[0].input_size[-1])
+        return int(lookup(name).info.input_size[-1])
     except Exception:  # noqa: BLE001 - an unregistered or test-built network has no paper size
         return None
 

@@ -234,10 +234,9 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> Tensor:
 
 
 def _builder_accepts(model_name: str, keyword: str) -> bool:
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
-    _, builder = _lookup(model_name)
-    params = inspect.signature(builder).parameters
+    params = inspect.signature(lookup(model_name).builder).parameters
     return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
@@ -390,8 +389,8 @@ _STATE_RULES: dict[str, Rule] = {
     "step_in_epoch": int_rule(0, MAX_COUNT),
     "steps_per_epoch": int_rule(1, MAX_COUNT),
     "epoch_sums": Rule(
-        lambda v: isinstance(v, list) and len(v) == 3 and all(is_number(x, 0) for x in v),
-        "[loss sum, correct, count], three finite numbers ≥ 0",
+        lambda v: isinstance(v, list) and len(v) == len(_new_sums()) and all(is_number(x) for x in v),
+        f"the epoch's {len(_new_sums())} running sums (see _new_sums), finite numbers",
     ),
     "schedule": OBJECT,
     "rng": OBJECT,
@@ -469,9 +468,9 @@ class _Trainer:
         # before the process group starts and before a byte is written.
         _validate(opts)
         self.kill_at_step = _fault_kill_step()
-        from cnnatlas.registry import _lookup
+        from cnnatlas.registry import lookup
 
-        self.model_name = _lookup(model_name)[0].name  # the registered spelling (VGG16 → vgg16)
+        self.model_name = lookup(model_name).info.name  # the registered spelling (VGG16 → vgg16)
         self.opts = opts
         self.emit: Callback = callback or (lambda event, payload: None)
         self.lock: RunLock | None = None
@@ -489,10 +488,15 @@ class _Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.checkpoint = None
-        if opts.resume:
-            self._setup_resume()
-        else:
-            self._setup_new()
+        try:
+            if opts.resume:
+                self._setup_resume()
+            else:
+                self._setup_new()
+        except BaseException:
+            if self.lock is not None:  # a failed setup leaves the folder free for the next writer
+                self.lock.release()
+            raise
 
     # -- new run / resumed run ---------------------------------------------------------------
     def _setup_new(self) -> None:
