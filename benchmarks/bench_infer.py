@@ -24,7 +24,8 @@ epochs) and reports how often the bf16 fast copy's top-1 agrees with fp32 on the
 test digits (bf16 is emulated where the CPU lacks it; the numbers are the same, only slower).
 
 Usage: ``python benchmarks/bench_infer.py [--models resnet50 vgg16 …] [--batch 16] [--rounds 7]
-[--compile] [--bf16] [--threads N] [--digits [--digit-epochs 5]]``.
+[--variants channels-last fast compile onnxruntime bf16] [--compile] [--bf16] [--threads N]
+[--digits [--digit-epochs 5]]``.
 """
 
 from __future__ import annotations
@@ -56,17 +57,19 @@ def variants(name: str, x: torch.Tensor, args: argparse.Namespace) -> dict[str, 
         out["reference (torchvision eager NCHW)"] = reference
     else:
         out["reference (ours eager NCHW)"] = copy.deepcopy(ours)
-    out["ours eager NCHW"] = ours
-    nhwc = copy.deepcopy(ours).to(memory_format=torch.channels_last)
-    out["channels-last"] = lambda t: nhwc(t.contiguous(memory_format=torch.channels_last))
-    out["fast (fold + channels-last)"] = fast_model(ours, x[:1])
-    if args.compile:
-        import torch._inductor.config as inductor_config
-
-        inductor_config.freezing = True  # constant-fold the weights and prepack them for oneDNN
+    out["ours eager NCHW"] = ours  # the logits every variant is compared with
+    wanted = set(args.variants)
+    if "channels-last" in wanted:
+        nhwc = copy.deepcopy(ours).to(memory_format=torch.channels_last)
+        out["channels-last"] = lambda t: nhwc(t.contiguous(memory_format=torch.channels_last))
+    if "fast" in wanted:
+        out["fast (fold + channels-last)"] = fast_model(ours, x[:1])
+    if "compile" in wanted or args.compile:
         out["fast + torch.compile"] = fast_model(ours, x[:1], compile=True)
-    out["onnxruntime (folded)"] = make_runner(ours, "onnxruntime", "fp32", torch.device("cpu"), x, args.threads).call
-    if native_bf16("cpu") or args.bf16:
+    if "onnxruntime" in wanted:
+        cpu = torch.device("cpu")
+        out["onnxruntime (folded)"] = make_runner(ours, "onnxruntime", "fp32", cpu, x, args.threads).call
+    if "bf16" in wanted and (native_bf16("cpu") or args.bf16):
         out["fast bf16" + ("" if native_bf16("cpu") else " (emulated)")] = fast_model(ours, x[:1], dtype="bf16")
     return out
 
@@ -134,7 +137,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="add the compiled variant (slow to compile)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["channels-last", "fast", "onnxruntime", "bf16"],
+        choices=["channels-last", "fast", "compile", "onnxruntime", "bf16"],
+        help="which variants to time beside the reference and ours eager",
+    )
     parser.add_argument("--bf16", action="store_true", help="also time bf16 where it is emulated")
     parser.add_argument("--digits", action="store_true", help="LeNet-5 bf16 vs fp32 agreement on the test digits")
     parser.add_argument("--digit-epochs", type=float, default=5)

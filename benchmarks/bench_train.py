@@ -18,16 +18,19 @@ digits padded to 32) and VGG-11 (batch 128, 32×32 RGB, 10 classes), the trainer
 its achieved GFLOP/s — 3 × 2 × the analyser's forward MACs per image (the forward product and
 the two backward ones, for the input and the weight gradients) × images/s — as a fraction of the
 machine's peak (``cnnatlas.bench.machine_peak``, derivation printed). ``--profile`` adds a
-``torch.profiler`` table of where one ResNet-20 training step's time goes, grouped by operator.
+``torch.profiler`` table of where one ResNet-20 training step's time goes, grouped by operator;
+``--batchnorm`` times a training-mode batch norm against the convolution before it.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import torch
 
@@ -144,6 +147,53 @@ def ceiling_table(images: int, repeats: int, device: str) -> None:
         print(f"| {model} | {batch} | {macs:,} | {mean:.1f} ± {std:.1f} | {gflops:.1f} | {fraction} |")
 
 
+def batchnorm_table(batch: int, rounds: int = 10) -> None:
+    """ResNet-20's first stage (16 channels, 32×32): a training-mode batch norm against the 3×3
+    convolution before it, NCHW and channels-last, and batch norm written as ``var_mean`` plus
+    one multiply-add (forward and backward), in interleaved rounds."""
+    torch.manual_seed(0)
+    channels = 16
+    norm = torch.nn.BatchNorm2d(channels).train()
+    x = torch.randn(batch, channels, 32, 32)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+    conv_last = copy.deepcopy(conv).to(memory_format=torch.channels_last)
+    weight = torch.ones(channels, requires_grad=True)
+    bias = torch.zeros(channels, requires_grad=True)
+
+    def composite(t: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(t, dim=(0, 2, 3), unbiased=False, keepdim=True)
+        scale = weight.view(1, -1, 1, 1) * torch.rsqrt(var + norm.eps)
+        return t * scale + (bias.view(1, -1, 1, 1) - mean * scale)
+
+    def forward_backward(fn: Any, t: torch.Tensor) -> Any:
+        def run() -> None:
+            inp = t.detach().requires_grad_()
+            fn(inp).sum().backward()
+
+        return run
+
+    calls = {
+        "batch norm forward, NCHW": lambda: norm(x),
+        "batch norm forward, channels-last": lambda: norm(x_last),
+        "3×3 conv forward, NCHW": lambda: conv(x),
+        "3×3 conv forward, channels-last": lambda: conv_last(x_last),
+        "batch norm fwd+bwd, channels-last": forward_backward(norm, x_last),
+        "var_mean + multiply-add fwd+bwd, channels-last": forward_backward(composite, x_last),
+    }
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[key].append(time.perf_counter() - start)
+    print(f"\n# ResNet-20 first stage, batch {batch}, 16 channels, 32×32, {rounds} interleaved rounds")
+    print("| operation | median ms |")
+    print("|---|---|")
+    for key, samples in times.items():
+        print(f"| {key} | {1e3 * statistics.median(samples):.2f} |")
+
+
 def profile_table(batch: int, steps: int = 5) -> None:
     """Self CPU time per operator group over ``steps`` ResNet-20 training steps, as the trainer
     runs them (channels-last, SGD with momentum, batch augmentation excluded)."""
@@ -211,7 +261,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--ceiling", action="store_true", help="trainer images/s and GFLOP/s against the peak")
     parser.add_argument("--profile", action="store_true", help="where a ResNet-20 step's time goes")
+    parser.add_argument("--batchnorm", action="store_true", help="batch norm against convolution, first stage")
     args = parser.parse_args()
+    if args.batchnorm:
+        batchnorm_table(args.batch)
+        return
     if args.ceiling or args.profile:
         if args.ceiling:
             ceiling_table(args.images, args.repeats, args.device)

@@ -199,7 +199,8 @@ class BasicBlock(ResidualBlock):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(in_chans, planes, stride, shortcut=shortcut, survival=survival)
-        self.conv1, self.bn1, self.relu1 = _conv(in_chans, planes, 3, stride), nn.BatchNorm2d(planes), nn.ReLU(True)
+        self.conv1 = _conv(in_chans, planes, 3, stride)
+        self.bn1, self.relu1 = nn.BatchNorm2d(planes), nn.ReLU(inplace=True)
         self.dropout = _dropout(dropout)
         self.conv2, self.bn2 = _conv(planes, planes, 3), nn.BatchNorm2d(planes)
         self._add_shortcut()
@@ -211,18 +212,29 @@ class BasicBlock(ResidualBlock):
         return self.bn2(self.conv2(out))
 
 
-def bottleneck_width(planes: int, groups: int, width_per_group: int) -> int:
-    """Inner width of a bottleneck, torchvision's ``int(planes · width_per_group / 64) · groups``:
-    the plain bottleneck for 64/1, Wide ResNet-50-2 for 128/1, ResNeXt 32×4d for 4/32."""
-    return int(planes * width_per_group / 64) * groups
+def bottleneck_convs(
+    in_chans: int, planes: int, stride: int, groups: int, width_per_group: int, stride_on_1x1: bool
+) -> tuple[nn.Conv2d, nn.Conv2d, nn.Conv2d]:
+    """The 1×1 reduce, 3×3 (grouped) and 1×1 expand convolutions of either bottleneck.
+
+    The inner width is torchvision's ``int(planes · width_per_group / 64) · groups``: the plain
+    bottleneck for 64/1, Wide ResNet-50-2 for 128/1, ResNeXt 32×4d for 4/32. The stride sits on
+    the 3×3 ("ResNet v1.5", torchvision) unless ``stride_on_1x1`` (the paper's placement).
+    """
+    width = int(planes * width_per_group / 64) * groups
+    first, middle = (stride, 1) if stride_on_1x1 else (1, stride)
+    return (
+        _conv(in_chans, width, 1, first),
+        _conv(width, width, 3, middle, groups),
+        _conv(width, planes * Bottleneck.expansion, 1),
+    )
 
 
 class Bottleneck(ResidualBlock):
     """He 2015 Fig. 5 right (post-activation): 1×1 reduce → 3×3 (grouped for ResNeXt, Xie et al.
     2017 Fig. 3c) → 1×1 expand to 4·planes, each conv-BN, ReLU between; + shortcut, ReLU.
 
-    The stride sits on the 3×3 ("ResNet v1.5", torchvision) unless ``stride_on_1x1`` (the
-    paper's placement).
+    See :func:`bottleneck_convs` for the inner width and the stride's place.
     """
 
     expansion = 4
@@ -241,13 +253,11 @@ class Bottleneck(ResidualBlock):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(in_chans, planes * self.expansion, stride, shortcut=shortcut, survival=survival)
-        width = bottleneck_width(planes, groups, width_per_group)
-        first, middle = (stride, 1) if stride_on_1x1 else (1, stride)
-        self.conv1, self.bn1, self.relu1 = _conv(in_chans, width, 1, first), nn.BatchNorm2d(width), nn.ReLU(True)
-        self.conv2, self.bn2 = _conv(width, width, 3, middle, groups), nn.BatchNorm2d(width)
-        self.relu2 = nn.ReLU(inplace=True)
+        conv1, conv2, conv3 = bottleneck_convs(in_chans, planes, stride, groups, width_per_group, stride_on_1x1)
+        self.conv1, self.bn1, self.relu1 = conv1, nn.BatchNorm2d(conv1.out_channels), nn.ReLU(inplace=True)
+        self.conv2, self.bn2, self.relu2 = conv2, nn.BatchNorm2d(conv2.out_channels), nn.ReLU(inplace=True)
         self.dropout = _dropout(dropout)
-        self.conv3, self.bn3 = _conv(width, self.out_chans, 1), nn.BatchNorm2d(self.out_chans)
+        self.conv3, self.bn3 = conv3, nn.BatchNorm2d(self.out_chans)
         self._add_shortcut()
 
     def branch(self, x: Tensor) -> Tensor:
@@ -321,16 +331,13 @@ class PreActBottleneck(ResidualBlock):
         dropout: float = 0.0,
     ) -> None:
         super().__init__(in_chans, planes * self.expansion, stride, shortcut=shortcut, survival=survival)
-        width = bottleneck_width(planes, groups, width_per_group)
-        first, middle = (stride, 1) if stride_on_1x1 else (1, stride)
+        conv1, conv2, conv3 = bottleneck_convs(in_chans, planes, stride, groups, width_per_group, stride_on_1x1)
         self.bn1 = nn.BatchNorm2d(in_chans) if preact_input else None
         self.relu1 = nn.ReLU(inplace=True) if preact_input else None
-        self.conv1 = _conv(in_chans, width, 1, first)
-        self.bn2, self.relu2 = nn.BatchNorm2d(width), nn.ReLU(inplace=True)
-        self.conv2 = _conv(width, width, 3, middle, groups)
-        self.bn3, self.relu3 = nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        self.conv1, self.bn2, self.relu2 = conv1, nn.BatchNorm2d(conv1.out_channels), nn.ReLU(inplace=True)
+        self.conv2, self.bn3, self.relu3 = conv2, nn.BatchNorm2d(conv2.out_channels), nn.ReLU(inplace=True)
         self.dropout = _dropout(dropout)
-        self.conv3 = _conv(width, self.out_chans, 1)
+        self.conv3 = conv3
         self._add_shortcut()
 
     def preactivate(self, x: Tensor) -> Tensor:
