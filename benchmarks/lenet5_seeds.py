@@ -149,8 +149,13 @@ def main() -> None:
     )
     parser.add_argument("--recheck", type=Path, nargs="+", help="publish the validation accuracy of saved runs")
     args = parser.parse_args()
-    if args.recheck:
-        publish_recheck([json.loads(path.read_text()) for path in args.recheck])
+    if args.recheck:  # files saved with the same --set settings are one row (e.g. one file per seed)
+        grouped: dict[tuple[str, ...], list[dict]] = {}
+        for path in args.recheck:
+            saved = json.loads(path.read_text())
+            grouped.setdefault(tuple(saved["settings"]), []).extend(saved["rows"])
+        entries = [{"settings": list(k), "rows": sorted(v, key=lambda r: r["seed"])} for k, v in grouped.items()]
+        publish_recheck(sorted(entries, key=lambda e: e["settings"]))
         return
     if args.publish and (args.set or args.validation_only):
         raise SystemExit("--publish is for the default recipe and reports the test figure")

@@ -1,7 +1,7 @@
 """AlexNet: torchvision's one-tower network and the 2012 two-tower network in both forms.
 
-Sources: Krizhevsky, Sutskever & Hinton, NIPS 2012 (Fig. 2, §3, §5); issue #2; torchvision 0.29
-weights metadata for the one-tower network.
+Sources: Krizhevsky, Sutskever & Hinton, NIPS 2012 (Fig. 2, §3, §5); the lecture notes' AlexNet
+walkthrough (227×227 input); torchvision 0.29 weights metadata for the one-tower network.
 """
 
 from __future__ import annotations
@@ -41,14 +41,15 @@ def _randomise(model: nn.Module, seed: int = 0) -> None:
 
 def test_parameter_counts() -> None:
     assert _params(_meta("alexnet")) == 61_100_840  # torchvision 0.29 weights metadata num_params
-    assert _params(_meta("alexnet_2012")) == 60_965_224  # issue #2 (NIPS 2012 Fig. 2 layer shapes)
+    assert _params(_meta("alexnet_2012")) == 60_965_224  # summed from NIPS 2012 Fig. 2 layer shapes (§1: 60 million)
     parallel = cnnatlas.create_model("alexnet_2012", devices=("meta", "meta"))
     assert _params(parallel) == 60_965_224  # same network, split in two towers
 
 
 def test_2012_walkthrough_numbers() -> None:
     model = _meta("alexnet_2012")
-    # issue #2: conv1 on 227×227×3 has (11·11·3)·96 = 34,848 weights, gives 55×55×96; pool1 27×27×96.
+    # Fig. 2 and the lecture notes: conv1 on 227×227×3 has (11·11·3)·96 = 34,848 weights, gives
+    # 55×55×96; pool1 27×27×96.
     assert model.conv1.weight.numel() == 34_848
     shapes: dict[str, tuple[int, ...]] = {}
     for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5", "fc6", "fc7", "fc8"):
@@ -260,3 +261,14 @@ def test_alexnet_macs_match_torchvision_ops() -> None:
         _meta("alexnet")(torch.empty(1, 3, 224, 224, device="meta"))
     # torchvision 0.29 weights metadata: "_ops": 0.714 (GMACs at 224×224).
     assert round(counter.get_total_flops() / 2 / 1e9, 3) == 0.714
+
+
+@pytest.mark.parametrize(
+    ("name", "dropout_layers"),
+    [("alexnet", ("classifier.0", "classifier.3")), ("alexnet_2012", ("drop6", "drop7"))],
+)
+def test_dropout_rate_is_a_model_option(name: str, dropout_layers: tuple[str, str]) -> None:
+    # §4.2 uses 0.5; the builder passes any other rate through to both dropout layers.
+    modules = dict(create_meta_model(name, dropout=0.3).named_modules())
+    assert [modules[path].p for path in dropout_layers] == [0.3, 0.3]
+    assert [dict(create_meta_model(name).named_modules())[path].p for path in dropout_layers] == [0.5, 0.5]

@@ -78,7 +78,7 @@ def test_vgg16_reproduces_the_lecture_note_table(vgg16) -> None:
 
 
 def test_vgg16_memory_total_corrects_the_notes_addition(vgg16) -> None:
-    """Issue #4: the notes' rows (input included) add up to 15,237,608 elements ≈ 61 MB in
+    """Lecture notes' VGG16 table: its rows (input included) add up to 15,237,608 elements ≈ 61 MB in
     float32; the notes' own "24M * 4 bytes" total is an addition error (docs/analysis.md)."""
     elements = 3 * 224 * 224 + sum(vgg16.row(name).activations for name, _, _ in VGG16_NOTES)
     assert vgg16.totals["input_activations"] == 150_528
@@ -90,14 +90,14 @@ def test_vgg16_memory_total_corrects_the_notes_addition(vgg16) -> None:
 
 
 def test_vgg16_receptive_field_at_pool5(vgg16) -> None:
-    """Issue #4 (and Araujo et al. 2019, Distill, Table 1: VGG16 r = 212): pool5 sees 212 px
+    """Araujo et al. 2019, Distill, Table 1: VGG16 r = 212: pool5 sees 212 px
     with jump 32."""
     assert (vgg16.row("pool5").receptive_field, vgg16.row("pool5").jump) == (212, 32)
     assert (vgg16.row("conv1_1").receptive_field, vgg16.row("conv1_2").receptive_field) == (3, 5)
 
 
-def test_vgg16_conv1_1_macs_of_design_doc(vgg16) -> None:
-    # DESIGN.md §4 JSON example: conv1_1 has 1,792 params and 86,704,128 MACs.
+def test_vgg16_conv1_1_params_and_macs(vgg16) -> None:
+    # (3·3·3 + 1)·64 = 1,792 params; 3·3·3·64 MACs at each of 224·224 outputs = 86,704,128 (docs/formulas.md).
     assert (vgg16.row("conv1_1").params, vgg16.row("conv1_1").macs) == (1792, 86_704_128)
 
 

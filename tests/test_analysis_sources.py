@@ -214,3 +214,61 @@ def test_piped_summary_and_compare_are_whole(capsys: pytest.CaptureFixture[str])
     assert "…" not in out and all(m in out for m in models)
     assert main(["compare", "alexnet", "--columns", "model,params,nope"]) == 2
     assert "columns are" in capsys.readouterr().err
+
+
+def test_bare_parameter_lstm_row_and_depth(user_file: Path) -> None:
+    result = analyze(f"{user_file}:MyNet", input_size=(3, 16, 16))
+    mm = next(r for r in result.layers if r.type == "mm")
+    assert mm.params == 10 * 16  # the bare Parameter F.linear reads, not the first functional row
+    assert all(r.params == 0 for r in result.layers if r.type[:1].islower() and r.type != "mm")
+    assert result.row("lstm").spec == "LSTM, hidden 16"
+    # Weighted layers on the longest path: conv, dw, up, lstm (its 64 steps count once), mm.
+    assert result.totals["network_depth"] == 5
+    assert "unsafe_split" not in result.uncounted_ops  # data movement is not "without a rule"
+
+
+def test_training_flops_equal_flop_counter_forward_and_backward() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    # No bias, norm or activation: every FLOP is a MAC op, whose backward torch counts exactly.
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, bias=False),
+        nn.Conv2d(8, 8, 3, stride=2, bias=False),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 4, bias=False),
+    )
+    result = analyze(net, input_size=(3, 16, 16))
+    with FlopCounterMode(display=False) as counter:
+        net(torch.randn(1, 3, 16, 16)).sum().backward()
+    assert result.totals["training_flops"] == counter.get_total_flops()
+    # The first layer needs no input gradient: 2×, the others 3× their forward FLOPs.
+    conv1 = result.layers[0].flops
+    assert result.totals["training_flops"] == 2 * conv1 + 3 * (result.totals["flops"] - conv1)
+
+
+def test_registered_flop_rule_is_used_and_listed() -> None:
+    from cnnatlas.analysis import register_flop_rule, rules
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), Lambda(lambda x: torch.roll(x, 1, -1).erf()))
+    before = analyze(net, input_size=(3, 8, 8))
+    assert "erf" in before.uncounted_ops and "roll" not in before.uncounted_ops
+    try:
+
+        @register_flop_rule(torch.ops.aten.erf, description="10 per element")
+        def erf_flops(x_shape, *, out_shape) -> int:  # noqa: ANN001
+            return 10 * int(torch.Size(out_shape).numel())
+
+        after = analyze(net, input_size=(3, 8, 8))
+    finally:
+        rules.FLOP_RULES.pop("erf")
+    assert "erf" not in after.uncounted_ops
+    assert after.totals["flops"] - before.totals["flops"] == 10 * 4 * 6 * 6
+
+
+class Lambda(nn.Module):
+    def __init__(self, fn) -> None:  # noqa: ANN001
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)

@@ -125,6 +125,13 @@ def test_bench_command_writes_json_with_the_environment(tmp_path: Path, capfd: p
     assert result["peak"]["derivation"]
     code, out, err = _cli(capfd, "bench", "lenet5", "--batch", "1", "--max-seconds", "1", "--format", "csv")
     assert code == 0 and out.splitlines()[0].startswith("model,backend,dtype,mode,batch,ms_per_batch")
+    # any model source, here torchvision's SqueezeNet 1.1 at 64×64
+    argv = ["bench", "torchvision:squeezenet1_1", "--input", "3x64x64", "--batch", "1", "--max-seconds", "1"]
+    code, out, err = _cli(capfd, *argv, "--no-memory", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["results"]
+    assert row["model"] == "torchvision:squeezenet1_1" and row["input_shape"] == [1, 3, 64, 64]
+    assert row["macs_per_image"] > 0
 
 
 def test_bench_command_errors_are_one_line_and_write_nothing(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""The data catalog, the bundled MNIST sample, the strict IDX reader, and synthetic data (issue #5, "Data")."""
+"""The data catalog, the bundled MNIST sample, the strict IDX reader, and synthetic data (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def random_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- catalog -----------------------------------------------------------------------------------
-def test_list_datasets_names_every_data_set_of_issue_5() -> None:
-    # The names issue #5 ("Data") and DESIGN.md §6 define.
+def test_list_datasets_names_every_documented_data_set() -> None:
+    # The names docs/data.md documents.
     assert list_datasets() == sorted(
         ["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"]
     )

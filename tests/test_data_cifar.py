@@ -1,4 +1,4 @@
-"""CIFAR-10/100 python batches through the restricted unpickler (issue #5, "Data")."""
+"""CIFAR-10/100 python batches through the restricted unpickler (docs/data.md)."""
 
 from __future__ import annotations
 

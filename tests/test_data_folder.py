@@ -1,4 +1,4 @@
-"""Image folders (train/ and val/ class folders) read with PIL (issue #5, "Data")."""
+"""Image folders (train/ and val/ class folders) read with PIL (docs/data.md)."""
 
 from __future__ import annotations
 

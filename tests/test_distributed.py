@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -90,3 +91,20 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
 
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert config["world_size"] == 2 and config["per_rank_batch"] == 16 and config["global_batch"] == 32
+
+
+@pytest.mark.slow
+def test_a_bad_option_under_torchrun_is_one_line_from_rank_0(tmp_path: Path) -> None:
+    # every rank validates before the process group starts; only rank 0 reports
+    out = tmp_path / "never"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "cnnatlas"]
+        + ["train", "lenet5_modern", "--workers", "-1", "--quiet", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if "cnnatlas: error:" in line]
+    assert result.returncode != 0 and len(ours) == 1 and "--workers must be" in ours[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr.split("cnnatlas: error:")[0] and not out.exists()

@@ -151,12 +151,12 @@ def test_export_command_prints_names_and_shapes(tmp_path: Path, capfd: pytest.Ca
     assert "verified: onnx.checker" in out
 
 
-def test_export_command_from_a_run_directory(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def _write_run(run: Path, model: nn.Module | None) -> None:
+    """A run folder as the trainer leaves it: config.json, and a committed checkpoint of
+    ``model`` unless it is None."""
     from cnnatlas.train.adapt import InputAdapter
     from cnnatlas.train.checkpoint import save_checkpoint
 
-    model = cnnatlas.create_model("resnet20", num_classes=4)
-    run = tmp_path / "run"
     run.mkdir()
     config = {
         "model": {"name": "resnet20", "options": {"num_classes": 4}},
@@ -164,19 +164,36 @@ def test_export_command_from_a_run_directory(tmp_path: Path, capfd: pytest.Captu
         "adapter": InputAdapter(in_chans=3, out_chans=3, mean=(0.5,) * 3, std=(0.25,) * 3).to_dict(),
     }
     (run / "config.json").write_text(json.dumps(config))
-    save_checkpoint(
-        run,
-        step=1,
-        model_state=model.state_dict(),
-        optimizer_state={"state": {}, "param_groups": []},
-        state={"model_name": "resnet20"},
-    )
+    if model is not None:
+        save_checkpoint(
+            run,
+            step=1,
+            model_state=model.state_dict(),
+            optimizer_state={"state": {}, "param_groups": []},
+            state={"model_name": "resnet20"},
+        )
+
+
+def test_export_command_from_a_run_directory(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    model = cnnatlas.create_model("resnet20", num_classes=4)
+    run = tmp_path / "run"
+    _write_run(run, model)
     out_file = tmp_path / "r.safetensors"
     code, out, err = _cli(capfd, "export", str(run), "--format", "safetensors", "--out", str(out_file))
     assert code == 0, err
     rebuilt, spec = load_exported(out_file)
     assert spec.classes == ("a", "b", "c", "d") and spec.input_size == (3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
+    # writing into the run folder takes its lock: not while another process writes there
+    from cnnatlas.train.lock import lock_run_dir
+
+    with lock_run_dir(run):
+        _one_line_error(
+            _cli(capfd, "export", str(run), "--format", "safetensors", "--out", str(run / "m.safetensors")), "in use"
+        )
+    assert not (run / "m.safetensors").exists()
+    code, _, err = _cli(capfd, "export", str(run), "--format", "safetensors", "--out", str(run / "m.safetensors"))
+    assert code == 0 and (run / "m.safetensors").is_file(), err
 
 
 def test_export_command_errors_are_one_line_and_leave_no_file(
@@ -187,8 +204,7 @@ def test_export_command_errors_are_one_line_and_leave_no_file(
     missing = tmp_path / "no" / "such" / "folder" / "x.onnx"
     _one_line_error(_cli(capfd, "export", "lenet5", "--format", "onnx", "--out", str(missing)), "does not exist")
     run = tmp_path / "run_without_weights"
-    run.mkdir()
-    (run / "config.json").write_text(json.dumps({"model": {"name": "lenet5"}, "adapter": {}}))
+    _write_run(run, None)
     _one_line_error(
         _cli(capfd, "export", str(run), "--format", "onnx", "--out", str(tmp_path / "x.onnx")), "checkpoint"
     )

@@ -149,3 +149,24 @@ def test_compare_logits_tells_ties_from_real_flips() -> None:
     flipped = reference.clone()
     flipped[1] = torch.tensor([0.0, 3.0, 0.0])
     assert not compare_logits(reference, flipped).ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", cnnatlas.list_models())
+def test_every_registered_model_has_a_fast_copy_that_agrees(name: str) -> None:
+    torch.manual_seed(0)
+    model = _with_statistics(cnnatlas.create_model(name))
+    x = torch.randn(2, *cnnatlas.model_info(name).input_size)
+    agreement = check_fast(model, fast_model(model, x[:1]), x)
+    assert agreement.ok, agreement
+
+
+@pytest.mark.slow
+def test_compiled_fast_copy_agrees_with_eager() -> None:
+    torch.manual_seed(0)
+    model = _with_statistics(cnnatlas.create_model("resnet20"))
+    x = torch.randn(4, 3, 32, 32)
+    fast = fast_model(model, x[:1], compile=True)
+    assert fast.settings.compiled
+    agreement = check_fast(model, fast, x)
+    assert agreement.ok and agreement.top1_agreement == 1.0, agreement

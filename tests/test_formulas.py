@@ -86,7 +86,8 @@ class _Inception(nn.Module):
 
 @pytest.mark.parametrize("reduce", [None, 64])
 def test_inception_module_cost_matches_the_analyser(reduce: int | None) -> None:
-    """Issue #4 / lecture notes: 28×28×256 in, 1×1/128, 3×3/192, 5×5/96 (+ 64-channel 1×1s)."""
+    """Lecture notes (the Inception module example): 28×28×256 in, 1×1/128, 3×3/192, 5×5/96
+    (+ 64-channel 1×1s)."""
     result = analyze(_Inception(256, 128, 192, 96, reduce), input_size=(256, 28, 28))
     cost = formulas.inception_module_cost(28, 256, 128, 192, 96, reduce3=reduce, reduce5=reduce, pool_proj=reduce)
     assert result.totals["macs"] == cost.macs == (854_196_224 if reduce is None else 271_351_808)

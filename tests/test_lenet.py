@@ -1,7 +1,7 @@
 """LeNet-5: the 1998 network as published and the modern course form.
 
 Every expected number cites LeCun et al. 1998, "Gradient-based learning applied to document
-recognition" (Proc. IEEE), Section II.B, or issue #2.
+recognition" (Proc. IEEE), Section II.B.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def test_per_layer_parameter_counts_match_section_ii_b() -> None:
 def test_totals_60000_trainable_plus_840_fixed_rbf() -> None:
     model = cnnatlas.create_model("lenet5")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    # issue #2: 60,000 trainable parameters; the 10×84 RBF centres are fixed (60,840 in all).
+    # §II.B: 60,000 trainable parameters; the 10×84 RBF centres are fixed (60,840 in all).
     assert trainable == 60_000
     assert _params(model) == 60_840
     assert cnnatlas.model_info("lenet5").trainable_params == 60_000

@@ -1,5 +1,5 @@
-"""MobileNet v1 (Howard et al. 2017, arXiv:1704.04861): Table 1 structure, the α=1 counts of
-issue #3, Table 2's shares per layer type, Table 6/7 costs for α and ρ — all computed with our
+"""MobileNet v1 (Howard et al. 2017, arXiv:1704.04861): Table 1 structure, the exact α=1 counts
+(Table 1's layers summed), Table 2's shares per layer type, Table 6/7 costs for α and ρ — all computed with our
 own convolution arithmetic over the built layers."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def _costs(model: nn.Module, side: int) -> tuple[dict[str, int], dict[str, int]]
 
 
 def test_alpha1_params_and_mult_adds() -> None:
-    # Issue #3: 4,231,976 params and 568.7 M mult-adds at α=1, 224×224, 1000 classes
+    # Table 1's layers summed: 4,231,976 params and 568.7 M mult-adds at α=1, 224×224, 1000 classes
     # (the paper's Table 8 / Table 6 round these to 4.2 M and 569 M).
     model = _meta()
     assert sum(p.numel() for p in model.parameters()) == 4_231_976

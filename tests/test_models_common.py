@@ -122,10 +122,13 @@ def test_bad_input_raises_input_error_naming_the_model(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
-def test_reset_classifier_changes_the_output_width(name: str) -> None:
+def test_reset_classifier_changes_the_output_width_and_keeps_device_and_dtype(name: str) -> None:
     info = cnnatlas.model_info(name)
-    model = create_meta_model(name).eval()
+    model = create_meta_model(name).eval().to(torch.float64)
     model.reset_classifier(13)
     assert model.num_classes == 13
-    out = model(torch.empty(1, *info.input_size, device="meta"))
-    assert model.main_logits(out).shape == (1, 13)
+    wrong = [n for n, t in model.state_dict().items() if t.is_floating_point() and t.dtype != torch.float64]
+    assert not wrong, f"float32 after reset_classifier: {wrong}"
+    assert all(t.is_meta for t in model.state_dict().values())
+    out = model(torch.empty(1, *info.input_size, device="meta", dtype=torch.float64))
+    assert model.main_logits(out).shape == (1, 13) and model.main_logits(out).dtype == torch.float64

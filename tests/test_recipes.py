@@ -13,7 +13,7 @@ from cnnatlas.errors import InputError
 from cnnatlas.train.recipes import Recipe, get_recipe, list_recipes
 from cnnatlas.train.trainer import LRSchedule
 
-# The default recipes named by model registrations (brief of issue #5).
+# The recipes docs/training.md documents.
 EXPECTED = {
     "lenet5",
     "alexnet2012",
@@ -52,7 +52,8 @@ def test_every_named_recipe_is_defined_and_cites_the_paper_of_the_models_it_trai
         first_author = info.paper.authors.split(",")[0].split()[-1]
         recipe = get_recipe(info.default_recipe)
         used.add(recipe.name)
-        assert recipe.source.startswith(_RECIPE_FROM.get(first_author, first_author)), (model, recipe.source)
+        cited = (first_author, _RECIPE_FROM.get(first_author, first_author))
+        assert recipe.source.startswith(cited), (model, recipe.source)
     assert used <= set(list_recipes())
 
 
@@ -167,3 +168,63 @@ def test_recipes_command_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert {r["name"] for r in rows} == set(list_recipes())
     assert main(["recipes", "nope"]) == 2
     assert capsys.readouterr().err.startswith("cnnatlas: error: unknown recipe")
+
+
+# Values each field must refuse: wrong type, non-finite, and out of range (the range of each field
+# is in FIELD_RULES, train/recipes.py).
+_BAD_VALUES: dict[str, list[object]] = {
+    "name": [3, None],
+    "source": [3, None],
+    "dataset": [3, None],
+    "optimizer": ["adam", 1],
+    "lr": [0, -0.1, math.nan, math.inf, "0.1", True],
+    "momentum": [1.0, -0.1, math.nan, "0.9"],
+    "weight_decay": [-1e-4, math.nan, math.inf, 2.0],
+    "batch_size": [0, -1, 2.5, "128", True, 2**40],
+    "epochs": [0, -1, math.nan, math.inf, "1"],
+    "iterations": [0, -5, 1.5, "100"],
+    "schedule": ["step", None],
+    "milestones": [(math.nan,), (math.inf,), (-1.0,), ("a",), [10.0]],
+    "milestone_unit": ["step", None],
+    "gamma": [0, 1.5, -0.1, math.nan],
+    "decay_every_epochs": [0, -1, math.nan, math.inf],
+    "plateau_patience": [0, -1, 1.5],
+    "plateau_max_decays": [-5, 1.5, "3"],
+    "warmup_lr": [0, -0.01, math.nan],
+    "warmup_iterations": [-1, 1.5],
+    "rmsprop_alpha": [-1, 1.0, math.nan],
+    "rmsprop_eps": [-1, 0, math.nan, math.inf],
+    "dropout": [1.0, -0.1, math.nan],
+    "label_smoothing": [1.0, -0.1, math.nan],
+    "logit_temperature": [0, -1, math.nan, math.inf],
+    "grad_clip": [0, -1, math.nan, math.inf],
+    "augment": ["mixup", None],
+    "image_size": [0, -8, 10**6, 2.5, True],
+    "test_protocol": ["144crop", None],
+    "val_fraction": [1.0, -0.1, math.nan, "0.1"],
+    "notes": [3, "x" * 20_000],
+}
+
+
+def test_every_recipe_field_has_a_rule_that_refuses_bad_values() -> None:
+    from dataclasses import fields, replace
+
+    from cnnatlas.train.recipes import FIELD_RULES
+
+    names = [f.name for f in fields(Recipe)]
+    assert sorted(FIELD_RULES) == sorted(names) == sorted(_BAD_VALUES)
+    base = get_recipe("lenet5")
+    for name in names:
+        assert FIELD_RULES[name].accepts(getattr(base, name)), name
+        for bad in _BAD_VALUES[name]:
+            with pytest.raises(InputError, match=f"{name} must be"):
+                replace(base, **{name: bad})
+
+
+def test_a_recipe_from_a_config_is_checked_field_by_field() -> None:
+    data = get_recipe("lenet5").to_dict()
+    with pytest.raises(InputError, match="epochs must be"):
+        Recipe.from_dict(dict(data, epochs="1"))
+    with pytest.raises(InputError, match="missing field"):
+        Recipe.from_dict({"lr": 0.1})
+    assert Recipe.from_dict(data) == get_recipe("lenet5")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from cnnatlas.cli import main
 from cnnatlas.data.augment import RandomShift
 from cnnatlas.train import checkpoint as ck
 from cnnatlas.train.run import load_run
-from cnnatlas.train.trainer import NonFiniteLossError, train
+from cnnatlas.train.trainer import FAULT_KILL_ENV, NonFiniteLossError, train
 
 # A small, quick setting: lenet5_modern (no BN, no dropout) on 256 digits, batch 32 → 8 steps/epoch.
 TINY = dict(limit_train=256, limit_test=128, batch_size=32, epochs=1, device="cpu")
@@ -106,12 +106,9 @@ def test_resume_errors_leave_files_untouched(
     # another architecture
     code, err = _main(capsys, "train", "lenet5", "--resume", str(finished_run), "--quiet")
     assert code == 2 and "not 'lenet5'" in err
-    # a directory without a checkpoint
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "config.json").write_text((finished_run / "config.json").read_text())
-    code, err = _main(capsys, "train", "lenet5_modern", "--resume", str(empty), "--quiet")
-    assert code == 2 and "no checkpoint" in err
+    # a folder that is not a run
+    code, err = _main(capsys, "train", "lenet5_modern", "--resume", str(tmp_path), "--quiet")
+    assert code == 2 and "not a cnnatlas run directory" in err
     # an existing run is never overwritten by a new one
     code, err = _main(capsys, "train", "lenet5_modern", "--out", str(finished_run), "--quiet")
     assert code == 2 and "already holds a run" in err
@@ -156,23 +153,16 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
     reference = _cli("train", *common, "--out", str(straight))
     assert reference.returncode == 0, reference.stderr
 
-    proc = subprocess.Popen(
+    # killed right after step 10 (epoch 2, batch 2): the last checkpoint is step 9, mid-epoch
+    crashed = subprocess.run(
         [sys.executable, "-m", "cnnatlas", "train", *common, "--out", str(killed)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, FAULT_KILL_ENV: "10"},
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        marks = ck.list_checkpoints(killed)
-        # kill in the second epoch, after a mid-epoch checkpoint (step 9 = epoch 2, batch 1)
-        if marks and int(marks[-1].name[5:14]) >= 9:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     last = json.loads(ck.list_checkpoints(killed)[-1].read_text())
-    assert last["global_step"] < 16
+    assert last["global_step"] == 9 and last["step_in_epoch"] == 1
 
     resumed = _cli("train", "lenet5", "--resume", str(killed), "--quiet")
     assert resumed.returncode == 0, resumed.stderr

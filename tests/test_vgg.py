@@ -19,9 +19,9 @@ EXPECTED_PARAMS = {
     "vgg11": 132_863_336,  # torchvision 0.29 weights metadata (VGG11_Weights)
     "vgg11_lrn": 132_863_336,  # LRN has no weights: Table 2 lists A and A-LRN both at 133M
     "vgg13": 133_047_848,  # torchvision 0.29 weights metadata
-    "vgg16_c": 133_638_952,  # issue #2
-    "vgg16": 138_357_544,  # issue #2; torchvision 0.29 weights metadata
-    "vgg19": 143_667_240,  # issue #2; torchvision 0.29 weights metadata
+    "vgg16_c": 133_638_952,  # summed from Table 1 config C (1×1 convs in stages 3–5); Table 2: 134M
+    "vgg16": 138_357_544,  # torchvision 0.29 weights metadata; Table 2: 138M
+    "vgg19": 143_667_240,  # torchvision 0.29 weights metadata; Table 2: 144M
     "vgg11_bn": 132_868_840,  # torchvision 0.29 weights metadata
     "vgg13_bn": 133_053_736,  # torchvision 0.29 weights metadata
     "vgg16_bn": 138_365_992,  # torchvision 0.29 weights metadata

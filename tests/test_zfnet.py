@@ -1,4 +1,4 @@
-"""ZFNet: Zeiler & Fergus 2013 (ECCV 2014, arXiv:1311.2901), Fig. 3 and Table 2; issue #2."""
+"""ZFNet: Zeiler & Fergus 2013 (ECCV 2014, arXiv:1311.2901), Fig. 3 and Table 2."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _params(model: nn.Module) -> int:
 
 
 def test_parameter_counts() -> None:
-    assert _params(_meta("zfnet")) == 62_357_608  # issue #2
+    assert _params(_meta("zfnet")) == 62_357_608  # summed from Fig. 3 layer shapes (weights + biases)
     # Table 2 model (b): conv3–5 with 512, 1024, 512 maps; the paper prints no count, so it is
     # summed here from the Fig. 3 layer shapes with those widths (weights + biases).
     conv = [(3, 96, 7), (96, 256, 5), (256, 512, 3), (512, 1024, 3), (1024, 512, 3)]
@@ -85,3 +85,10 @@ def test_post_step_hook_caps_filter_rms_at_the_radius() -> None:
     assert abs(float(rms[0]) - 0.1) < 1e-6
     assert torch.equal(model.conv1.weight[1].detach(), small)
     assert float(rms.max()) <= 0.1 + 1e-6
+
+
+def test_dropout_rate_is_a_model_option() -> None:
+    # §3: dropout 0.5 on fc6 and fc7; the registered builder passes any other rate through.
+    model = create_meta_model("zfnet_wide", dropout=0.3)
+    assert (model.drop6.p, model.drop7.p) == (0.3, 0.3)
+    assert model.conv4.out_channels == 1024  # the variant's own widths still apply

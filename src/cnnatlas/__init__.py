@@ -1,6 +1,6 @@
 """cnnatlas — the classic convolutional networks as published, measured layer by layer.
 
-Public API (see docs/ and DESIGN.md §3)::
+Public API (docs/README.md is the guide)::
 
     import cnnatlas
     cnnatlas.list_models("resnet*")
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from cnnatlas.errors import CheckpointError, CnnAtlasError, DataError, InputError
-from cnnatlas.registry import ModelInfo, create_model, list_models, model_info, register_model
+from cnnatlas.registry import ModelInfo, create_model, list_models, lookup, model_info, register_model
 from cnnatlas.weights import load_weights, save_weights
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ __all__ = [
     "create_model",
     "list_models",
     "load_weights",
+    "lookup",
     "model_info",
     "register_model",
     "save_weights",

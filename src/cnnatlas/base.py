@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -83,8 +84,14 @@ class AtlasModel(nn.Module):
         return self.model_name or type(self).__name__
 
     def check_input(self, x: Tensor) -> None:
-        """Raise InputError unless ``x`` is N×C×H×W with the right C and a workable H, W."""
-        if getattr(self, "_probing", False):
+        """Raise InputError unless ``x`` is N×C×H×W with the right C and a workable H, W.
+
+        Under ``torch.fx.symbolic_trace`` (and so ``create_feature_extractor``) ``x`` is a
+        ``torch.fx.Proxy`` whose shape is unknown until the traced graph runs: nothing can be
+        checked, and the graph records no check. ``torch.export`` and ``torch.compile`` trace
+        with fake tensors of known shape, so the checks run (and raise) there as in eager mode.
+        """
+        if getattr(self, "_probing", False) or isinstance(x, torch.fx.Proxy):
             return
         name = self.display_name
         if not isinstance(x, Tensor):

@@ -8,7 +8,8 @@
 * weights and activations are channels-last (NHWC), the layout oneDNN's CPU convolutions and
   cuDNN's tensor-core kernels prefer;
 * calls run under ``torch.inference_mode`` (no autograd bookkeeping);
-* optionally ``torch.compile`` fuses the activations into the convolutions (``compile=True``);
+* optionally ``torch.compile`` with inductor's weight freezing fuses the activations into the
+  convolutions and prepacks the weights (``compile=True``);
 * and under bf16 (or fp16) autocast where that is native: on a GPU, or on a CPU whose flags
   list AVX-512 BF16 or AMX-BF16 (:func:`native_bf16`). ``dtype="auto"`` picks bf16 only
   there; asking for ``"bf16"`` explicitly on another CPU works but is emulated, and slow.
@@ -207,7 +208,9 @@ class FastModel(nn.Module):
         super().__init__()
         self.prepared = prepared
         self.settings = settings
-        self._runner = runner if runner is not None else prepared
+        # Not a registered submodule: a compiled wrapper shares ``prepared``'s parameters, which
+        # must appear once in state_dict() and parameters().
+        object.__setattr__(self, "_runner", runner if runner is not None else prepared)
 
     def forward(self, x: Tensor) -> Any:
         device_type = torch.device(self.settings.device).type
@@ -260,7 +263,9 @@ def fast_model(
         prepared = prepared.to(memory_format=torch.channels_last)
     for parameter in prepared.parameters():
         parameter.requires_grad_(False)
-    runner = torch.compile(prepared) if compile else None
+    # Inductor's freezing treats the weights as constants: folded into the graph and prepacked
+    # for oneDNN once, with the activations fused into the convolutions.
+    runner = torch.compile(prepared, options={"freezing": True}) if compile else None
     settings = FastSettings(
         dtype=dtype, channels_last=channels_last, folded_batchnorms=folded, compiled=compile, device=str(device)
     )

@@ -78,7 +78,7 @@ def conv_macs(
 ) -> int:
     """Multiply-accumulates of a convolution (bias excluded): weights × output positions.
 
-    VGG16 conv1_1 (3→64, 3×3, 224×224 output) — the 86,704,128 of DESIGN.md §4:
+    VGG16 conv1_1 (3→64, 3×3, 224×224 output) — 86,704,128, as in docs/formulas.md:
 
     >>> conv_macs(3, 64, 3, 224)
     86704128

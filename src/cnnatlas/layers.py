@@ -6,8 +6,40 @@ family needs it.
 
 from __future__ import annotations
 
+from typing import Any, Callable, TypeVar
+
+import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def rebuild_like(old: nn.Module, build: Callable[[], ModuleT]) -> ModuleT:
+    """``build()`` a replacement for ``old`` on the device and in the floating-point dtype of
+    ``old``'s parameters: what every ``reset_classifier`` does, so a model moved with ``.to(…)``
+    (or built on the meta device) keeps a new head of the same kind. ``build`` runs with that
+    device as the default, so its weight initialisation happens there too.
+    """
+    reference = next(old.parameters())
+    with torch.device(reference.device):
+        new = build()
+    return new.to(dtype=reference.dtype)
+
+
+def capturing_graph(x: Any) -> bool:
+    """True while a graph is being captured rather than run: ``torch.fx.symbolic_trace`` (``x``
+    is then a ``torch.fx.Proxy``), ``torch.compile`` or ``torch.export``.
+
+    Blocks whose training pass makes a random decision per mini-batch (stochastic depth,
+    FractalNet's drop-path) take it in Python when they run eagerly, skipping the work a
+    dropped path would do. A captured graph cannot branch on a value drawn while it runs, so
+    there they draw the decision as a 0/1 tensor inside the graph and multiply by it: the
+    same function, with the draw happening anew on every call of the graph instead of once,
+    frozen, at capture time.
+    """
+    return isinstance(x, torch.fx.Proxy) or torch.compiler.is_compiling()
 
 
 class LocalResponseNorm(nn.Module):

@@ -242,10 +242,11 @@ RESULTS: dict[str, tuple[PublishedResult, ...]] = {
     "resnet56": (_test("CIFAR-10", 6.97, "Table 6"),),
     "resnet110": (_test("CIFAR-10", 6.43, "Table 6", "best of 5 runs (mean 6.61 ± 0.16)"),),
     "resnet1202": (_test("CIFAR-10", 7.93, "Table 6"),),
-    # He et al. 2016b (identity mappings): Table 3 CIFAR, Table 5 ImageNet at a 320×320 crop.
+    # He et al. 2016b (identity mappings, arXiv:1603.05027): Table 3 CIFAR-10, Table 4 CIFAR-100,
+    # Table 5 ImageNet at a 320×320 crop.
     "preact_resnet110": (_test("CIFAR-10", 6.37, "Table 3"),),
-    "preact_resnet164": (_test("CIFAR-10", 5.46, "Table 3"), _test("CIFAR-100", 24.33, "Table 3")),
-    "preact_resnet1001": (_test("CIFAR-10", 4.92, "Table 3"), _test("CIFAR-100", 22.71, "Table 3")),
+    "preact_resnet164": (_test("CIFAR-10", 5.46, "Table 3"), _test("CIFAR-100", 24.33, "Table 4")),
+    "preact_resnet1001": (_test("CIFAR-10", 4.92, "Table 3"), _test("CIFAR-100", 22.71, "Table 4")),
     "preact_resnet152": _imagenet_val(21.1, 5.5, "Table 5", "1 crop", setting="320×320 crop"),
     "wrn16_8": (
         _test("CIFAR-10", 4.27, _WRN_T5, "median of 5 runs"),

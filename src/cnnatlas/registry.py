@@ -13,13 +13,14 @@ import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from cnnatlas.errors import InputError
+from cnnatlas.errors import CnnAtlasError, InputError
+from cnnatlas.limits import MAX_IN_CHANS, MAX_NUM_CLASSES
 from cnnatlas.published import PublishedResult, results_for
 
 
@@ -68,7 +69,17 @@ class ModelInfo:
 
 
 Builder = Callable[..., nn.Module]
-_REGISTRY: dict[str, tuple[ModelInfo, Builder]] = {}
+
+
+class Registration(NamedTuple):
+    """A registered network: its static metadata and the keyword-only builder ``create_model``
+    calls (``inspect.signature(builder)`` lists the options it accepts)."""
+
+    info: ModelInfo
+    builder: Builder
+
+
+_REGISTRY: dict[str, Registration] = {}
 
 
 def register_model(info: ModelInfo, builder: Builder) -> None:
@@ -77,7 +88,7 @@ def register_model(info: ModelInfo, builder: Builder) -> None:
         raise ValueError(f"model {info.name!r} is already registered")
     if not info.name or info.name != info.name.lower() or " " in info.name:
         raise ValueError(f"model names are lower-case identifiers, got {info.name!r}")
-    _REGISTRY[info.name] = (info, builder)
+    _REGISTRY[info.name] = Registration(info, builder)
 
 
 def _ensure_models_imported() -> None:
@@ -92,12 +103,18 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
 
 
-def _lookup(name: str) -> tuple[ModelInfo, Builder]:
+def lookup(name: str) -> Registration:
+    """The registration of ``name`` without building anything (``model_info`` builds the network
+    on the meta device to count its parameters; this does not). An unknown name raises
+    :class:`~cnnatlas.errors.InputError` suggesting the closest registered names."""
     _ensure_models_imported()
+    if not isinstance(name, str):
+        raise InputError(f"a model name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")  # VGG16, ResNet-50: names are matched case-insensitively
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[key]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `cnnatlas models` for the list"
         raise InputError(f"unknown model {name!r}{hint}") from None
 
@@ -106,7 +123,7 @@ def create_model(
     name: str, *, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any
 ) -> nn.Module:
     """Build a registered network; ``overrides`` merge into the variant's own settings."""
-    info, builder = _lookup(name)
+    info, builder = lookup(name)
     kwargs: dict[str, Any] = {"num_classes": info.num_classes, "in_chans": info.input_size[0]}
     kwargs.update(info.defaults)
     if num_classes is not None:
@@ -114,17 +131,26 @@ def create_model(
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     kwargs.update(overrides)
-    for key in ("num_classes", "in_chans"):
-        if not isinstance(kwargs[key], int) or isinstance(kwargs[key], bool) or kwargs[key] < 1:
-            raise InputError(f"{name}: {key} must be a positive integer, got {kwargs[key]!r}")
+    for key, limit in (("num_classes", MAX_NUM_CLASSES), ("in_chans", MAX_IN_CHANS)):
+        value = kwargs[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise InputError(f"{name}: {key} must be a positive integer of at most {limit:,}, got {value!r}")
     accepted = inspect.signature(builder).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             options = ", ".join(sorted(set(accepted) - {"name"}))
             raise InputError(f"{name} does not accept {', '.join(unknown)}; its options are: {options}")
-    model = builder(**kwargs)
-    model.model_name = name  # lets error messages and the analyser name the network
+    try:
+        model = builder(**kwargs)
+    except CnnAtlasError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        # an option of the wrong type or an impossible size (e.g. growth_rate=-5) reaching PyTorch
+        options = ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items())) or "its defaults"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{name} cannot be built with {options}: {first}") from None
+    model.model_name = info.name  # lets error messages and the analyser name the network
     return model
 
 
@@ -182,7 +208,7 @@ def create_meta_model(name: str, **kwargs: Any) -> nn.Module:
 def model_info(name: str) -> ModelInfo:
     """Static metadata, published results (cnnatlas.published), and the parameter count and
     minimum input size read off a meta-device build."""
-    info, _ = _lookup(name)
+    info = lookup(name).info
     model = create_meta_model(name)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -108,9 +108,9 @@ def parse_model_options(pairs: list[str] | None) -> dict[str, Any]:
 
 # -- the four forms ---------------------------------------------------------------------------------
 def _registered(name: str, meta: bool, options: dict[str, Any]) -> ResolvedModel:
-    from cnnatlas.registry import _lookup, create_meta_model, create_model
+    from cnnatlas.registry import create_meta_model, create_model, lookup
 
-    info, _ = _lookup(name)  # unknown names raise InputError with the closest names
+    info = lookup(name).info  # unknown names raise InputError with the closest names
     model = create_meta_model(name, **options) if meta else create_model(name, **options)
     in_chans = getattr(model, "in_chans", None)
     size = tuple(info.input_size)

@@ -50,9 +50,20 @@ def check_state_dict(model: nn.Module, state: Mapping[str, Tensor], source: str 
         for k in set(own) & set(state)
         if tuple(own[k].shape) != tuple(state[k].shape)
     )
+    # a tensor of another dtype would be cast silently by load_state_dict (int8 or bool into float32)
+    dtypes = sorted(
+        f"{k}: file {state[k].dtype} vs model {own[k].dtype}"
+        for k in set(own) & set(state)
+        if isinstance(state[k], Tensor) and state[k].dtype != own[k].dtype
+    )
     problems = [
         f"{len(items)} {label} ({_listing(items)})"
-        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", shapes),
+            ("dtype mismatches", dtypes),
+        )
         if items
     ]
     if problems:

@@ -3,7 +3,7 @@
 ``analyze("vgg16")`` builds the network on the meta device (no weights allocated, no
 arithmetic), runs one traced forward pass in eval mode and returns an :class:`Analysis`:
 one row per leaf-module call and per functional op, and totals. Conventions (MACs, FLOPs,
-activations, receptive field, training memory) are in docs/analysis.md and DESIGN.md §4.
+activations, receptive field, training memory) are in docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from torch import nn
 
 from cnnatlas.analysis.inputs import ExampleInputs, example_inputs
 from cnnatlas.analysis.memory import measure_training_step, optimizer_state_bytes
+from cnnatlas.analysis.receptive import UNKNOWN
 from cnnatlas.analysis.render import Analysis, LayerRow
-from cnnatlas.analysis.trace import RawRow, TraceResult, display_namer, trace
+from cnnatlas.analysis.rules import register_flop_rule
+from cnnatlas.analysis.trace import RawRow, Tracer, TraceResult, display_namer, trace
 from cnnatlas.base import find_collapsing_layer, smallest_working_input
 from cnnatlas.errors import InputError
 
-__all__ = ["Analysis", "LayerRow", "analyze", "measure_training_step"]
+__all__ = ["Analysis", "LayerRow", "analyze", "measure_training_step", "register_flop_rule"]
 
 DEFAULT_INPUT = (3, 224, 224)
 
@@ -48,10 +50,10 @@ def _build(
     name = getattr(model, "model_name", "") or type(model).__name__
     registered = None
     if getattr(model, "model_name", ""):
-        from cnnatlas.registry import _lookup, list_models
+        from cnnatlas.registry import list_models, lookup
 
         if name in list_models():
-            registered = _lookup(name)[0].input_size
+            registered = lookup(name).info.input_size
     if _is_meta(model, dtype):
         return model, name, registered, None  # already shapes only: trace it as it is
     return model, name, registered, _meta_state(model, dtype)
@@ -117,6 +119,24 @@ def analyze(
     unregistered module). ``dtype`` is also the parameters' dtype. ``optimizer`` (``sgd``,
     ``momentum`` or ``adam``) only affects the training-memory estimate.
     """
+    return _analyze_traced(
+        model_or_source, input_size, batch, dtype, input_data, input_dtypes, optimizer, model_kwargs, Tracer
+    )[0]
+
+
+def _analyze_traced(
+    model_or_source: str | nn.Module,
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None,
+    batch: int,
+    dtype: torch.dtype,
+    input_data: Any,
+    input_dtypes: Any,
+    optimizer: str,
+    model_kwargs: dict[str, Any],
+    tracer_class: type[Tracer],
+) -> tuple[Analysis, TraceResult]:
+    """:func:`analyze` with the raw trace too, traced by ``tracer_class`` (cnnatlas.analysis.graph
+    passes one that also records which layer feeds which)."""
     optimizer_state_bytes(0, optimizer)  # validates the name before any work
     model, name, declared_input, state = _build(model_or_source, dtype, model_kwargs)
     chans = getattr(model, "in_chans", None)
@@ -124,9 +144,10 @@ def analyze(
     inputs = example_inputs(input_size, input_data, input_dtypes, batch, dtype, default)
     names = model.paper_layer_names() if hasattr(model, "paper_layer_names") else {}
     # A model built here is not handed back, so its mode need not be restored.
-    result = _trace_eval(model, name, inputs, state, names, restore_mode=not isinstance(model_or_source, str))
+    restore = not isinstance(model_or_source, str)
+    result = _trace_eval(model, name, inputs, state, names, restore_mode=restore, tracer_class=tracer_class)
     display = display_namer(names)
-    return Analysis(
+    analysis = Analysis(
         model=name,
         input_shape=list(inputs.tensors()[0].shape) if inputs.tensors() else [],
         dtype=str(dtype).replace("torch.", ""),
@@ -138,11 +159,13 @@ def analyze(
         module_types={path: type(m).__name__ for path, m in result.modules},
         module_names={path: display(path) or type(m).__name__ for path, m in result.modules},
         inputs=inputs.describe(),
+        field_unknown_ops=dict(result.field_unknown_ops),
         operators={
             name: {"calls": c[0], "macs": c[1], "flops": c[2], "activations": c[3]}
             for name, c in result.op_costs.items()
         },
     )
+    return analysis, result
 
 
 def _trace_eval(
@@ -152,6 +175,7 @@ def _trace_eval(
     state: dict[str, torch.Tensor] | None,
     names: dict[str, str],
     restore_mode: bool,
+    tracer_class: type[Tracer] = Tracer,
 ) -> TraceResult:
     """Trace ``model`` in eval mode; a failure caused by an input it cannot take becomes an
     InputError that names the collapsing layer and, where one exists, an input that works."""
@@ -159,7 +183,7 @@ def _trace_eval(
     if any(module.training for module in model.modules()):
         model.eval()
     try:
-        return trace(model, inputs.args, inputs.kwargs, state, names)
+        return trace(model, inputs.args, inputs.kwargs, state, names, tracer_class)
     except InputError as exc:
         if "got" in str(exc) and "channel" not in str(exc):
             raise _cannot_run(model, name, inputs, str(exc)) from None
@@ -203,6 +227,7 @@ def _totals(
         "unused_params": result.unused_params,
         "macs": sum(r.macs for r in rows),
         "flops": sum(r.flops for r in rows),
+        "training_flops": sum(r.flops + r.backward_flops for r in rows),
         "activations": sum(r.activations for r in rows),
         "activation_bytes": sum(r.activation_bytes for r in rows),
         "input_activations": sum(t.numel() for t in tensors),
@@ -242,7 +267,8 @@ def _dropout_training_bytes(raw: RawRow, dtype: torch.dtype) -> int:
 
 
 def _finish(raw: RawRow) -> LayerRow:
-    spec = raw.spec[1] if raw.spec else _module_spec(raw)
+    # A recurrent module runs matrix products; its own settings describe it better than "FC".
+    spec = raw.spec[1] if raw.spec and "rnn" not in raw.module_attrs else _module_spec(raw)
     field = raw.rf
     return LayerRow(
         name=raw.name,
@@ -255,16 +281,30 @@ def _finish(raw: RawRow) -> LayerRow:
         flops=raw.flops,
         activations=raw.activations,
         activation_bytes=raw.activation_bytes,
-        receptive_field=int(round(max(field[0].r, field[1].r))) if field else 0,
-        jump=int(round(max(field[0].j, field[1].j))) if field else 0,
-        start=float(field[0].start) if field else 0.0,
+        receptive_field=None if field is UNKNOWN else _whole(max(field[0].r, field[1].r)) if field else 0,
+        jump=None if field is UNKNOWN else _number(max(field[0].j, field[1].j)) if field else 0,
+        start=float(field[0].start) if field and field is not UNKNOWN else 0.0,
         depth=raw.depth,
         path=raw.path,
     )
 
 
+def _number(value: float) -> float | int:
+    """An int when whole (a jump of 2), else the fraction (0.5 after a ×2 upsampling)."""
+    value = round(value, 6)
+    return int(value) if value == int(value) else value
+
+
+def _whole(value: float) -> int:
+    """A field size in whole input pixels: after an upsampling the recursion runs at a fractional
+    jump and its value is rounded up to the pixels a field touches."""
+    return math.ceil(round(value, 6))
+
+
 def _module_spec(raw: RawRow) -> str:
     attrs = raw.module_attrs
+    if "rnn" in attrs:
+        return attrs["rnn"]
     if "dropout" in attrs:
         return f"dropout {attrs['dropout']:g}"
     if "lrn_size" in attrs:

@@ -1,5 +1,5 @@
 """The result of an analysis — per-layer rows and totals — and its renderings: a rich table,
-Markdown, CSV and JSON (the DESIGN.md §4 schema, plain integers)."""
+Markdown, CSV and JSON (the schema of docs/analysis.md, plain integers)."""
 
 from __future__ import annotations
 
@@ -136,6 +136,7 @@ TOTAL_FIELDS = (
     "unused_params",
     "macs",
     "flops",
+    "training_flops",
     "activations",
     "activation_bytes",
     "input_activations",
@@ -167,6 +168,7 @@ class Analysis:
     measured: dict[str, Any] | None = None
     inputs: list[dict[str, Any]] = field(default_factory=list)  # name, shape, dtype of each input
     operators: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)  # ATen op → calls, costs
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops after which the field is "?"
 
     # -- access ----------------------------------------------------------------------------------
     def row(self, name: str) -> LayerRow:
@@ -238,6 +240,8 @@ class Analysis:
         }
         if self.uncounted_ops:
             data["uncounted_ops"] = dict(self.uncounted_ops)
+        if self.field_unknown_ops:
+            data["receptive_field_unknown_after"] = dict(self.field_unknown_ops)
         if self.measured is not None:
             data["measured"] = dict(self.measured)
         return data
@@ -258,6 +262,10 @@ class Analysis:
             ("params", f"{t['params']:,} ({t['trainable_params']:,} trainable, {t['fixed_params']:,} fixed)"),
             ("MACs", f"{t['macs']:,} ({human(t['macs'])})"),
             ("FLOPs", f"{t['flops']:,} ({human(t['flops'])})"),
+            (
+                "FLOPs per training step (forward + backward)",
+                f"{t['training_flops']:,} ({human(t['training_flops'])}; rule in docs/analysis.md)",
+            ),
             ("activations (forward)", f"{t['activations']:,} elements, {human_bytes(t['activation_bytes'])}"),
             ("input", f"{t['input_activations']:,} elements, {human_bytes(t['input_bytes'])}"),
             ("parameter memory", human_bytes(t["param_bytes"])),
@@ -278,6 +286,8 @@ class Analysis:
             lines.append(("measured peak", f"{human_bytes(self.measured['peak_bytes'])} ({self.measured['method']})"))
         if self.uncounted_ops:
             lines.append(("ops without a FLOP rule (0 FLOPs)", ", ".join(sorted(self.uncounted_ops))))
+        if self.field_unknown_ops:
+            lines.append(('receptive field unknown ("?") after', ", ".join(sorted(self.field_unknown_ops))))
         return lines
 
     def to_markdown(self, columns: Sequence[str] = DEFAULT_COLUMNS) -> str:

@@ -215,6 +215,8 @@ FLOP_RULES: dict[str, tuple[Callable[[tuple, dict, Any], int], str]] = {
     "_adaptive_avg_pool2d": (_adaptive_flops(False), "Σ region sizes: 1 per input element of each region"),
     "adaptive_max_pool2d": (_adaptive_flops(True), "Σ (region size − 1) comparisons"),
     "mean": (_input_numel, "1 per input element (n−1 adds + 1 divide per output)"),
+    "upsample_bilinear2d": (_per_output(7), "7 per output element: 4 weighted taps (4 multiplies, 3 adds)"),
+    "upsample_bicubic2d": (_per_output(31), "31 per output element: 16 weighted taps (16 multiplies, 15 adds)"),
     "sum": (_sum_flops, "input elements − output elements"),
 }
 
@@ -225,11 +227,61 @@ ZERO_COST_OPS = frozenset(
     empty_strided empty_like zeros zeros_like ones ones_like full fill zero new_zeros new_empty
     new_ones split split_with_sizes chunk unbind narrow index_select flatten unflatten as_strided
     rand rand_like randn bernoulli uniform normal scalar_tensor _local_scalar_dense
-    index max_unpool2d channel_shuffle native_channel_shuffle pixel_shuffle""".split()
+    index max_unpool2d channel_shuffle native_channel_shuffle pixel_shuffle pixel_unshuffle unsafe_split
+    unsafe_split_with_sizes unsafe_chunk arange roll flip repeat tile gather _unsafe_index index_put where
+    masked_fill embedding upsample_nearest2d _upsample_nearest_exact2d reflection_pad2d replication_pad2d
+    slice_scatter select_scatter lift_fresh_copy _reshape_alias new_empty_strided full_like""".split()
 )
 
 # Ops that never get a functional row of their own: allocation and autograd bookkeeping.
 NO_ROW_OPS = frozenset("empty empty_strided empty_like detach alias lift_fresh zero fill".split())
+
+
+def register_flop_rule(
+    targets: Any, *, description: str = "registered rule"
+) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Register the FLOPs of an ATen operator cnnatlas has no rule for (or replace a rule).
+
+    Mirrors ``torch.utils.flop_counter.register_flop_formula``: ``targets`` is an operator
+    (``torch.ops.aten.upsample_bicubic2d``, an overload such as ``….default``, or its name) or a
+    list of them, and the decorated formula receives the op's arguments with every tensor
+    replaced by its shape, plus ``out_shape``, and returns the op's FLOPs::
+
+        from cnnatlas.analysis import register_flop_rule
+
+        @register_flop_rule(torch.ops.aten.grid_sampler_2d, description="8 per output element")
+        def grid_sample_flops(input_shape, grid_shape, *args, out_shape, **kwargs) -> int:
+            return 8 * math.prod(out_shape)
+
+    The rule adds to 2·MACs (MACs stay those of torch's own formulas: convolutions and matrix
+    products) and takes the op off the "ops without a FLOP rule" list. Rules are kept for the
+    rest of the process, as torch's are; docs/analysis.md lists the built-in ones.
+    """
+
+    names = [_target_name(t) for t in (targets if isinstance(targets, (list, tuple)) else [targets])]
+
+    def register(formula: Callable[..., int]) -> Callable[..., int]:
+        def rule(args: tuple, kwargs: dict, out: Any) -> int:
+            shape_kwargs = {key: _shapes(value) for key, value in kwargs.items()}
+            return int(formula(*_shapes(args), out_shape=_shapes(out), **shape_kwargs))
+
+        for name in names:
+            FLOP_RULES[name] = (rule, description)
+        return formula
+
+    return register
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, str):
+        name = target.split("::")[-1].split(".")[0]
+    elif hasattr(target, "_overloadpacket"):
+        name = target._overloadpacket.__name__
+    elif hasattr(target, "_qualified_op_name"):
+        name = target._qualified_op_name.split("::")[-1]
+    else:
+        raise TypeError(f"register_flop_rule takes ATen operators or their names, got {target!r}")
+    return name[:-1] if name.endswith("_") and not name.startswith("_") else name
 
 
 _NAME_CACHE: dict[Any, str] = {}
@@ -251,6 +303,39 @@ def flops_of(func: Any, args: tuple, kwargs: dict, out: Any, macs: int) -> tuple
     if rule is not None:
         return 2 * macs + int(rule[0](args, kwargs, out)), True
     return 2 * macs, macs > 0 or name in ZERO_COST_OPS
+
+
+# -- backward ----------------------------------------------------------------------------------------
+# The two matrix operands of each op torch has a MAC formula for (positions in the ATen call).
+_MATRIX_OPERANDS: dict[str, tuple[int, int]] = {
+    "convolution": (0, 1),
+    "mm": (0, 1),
+    "bmm": (0, 1),
+    "addmm": (1, 2),
+    "baddbmm": (1, 2),
+}
+
+
+def backward_flops(name: str, args: tuple, inputs: list[Tensor], macs: int, flops: int) -> int:
+    """FLOPs of an op's backward pass, by the rule of docs/analysis.md: a convolution or matrix
+    product costs its forward MACs again for each operand that needs a gradient (the input's
+    gradient, the weights' gradient: 2 × forward for a hidden layer, 1 × for the first layer,
+    whose input needs none); every other FLOP is charged once more if any input needs a
+    gradient (an element-wise derivative costs about what the forward did)."""
+    backward = 0
+    if macs:
+        positions = _MATRIX_OPERANDS.get(name)
+        if positions is None:
+            backward += 2 * (2 * macs)
+        else:
+            needing = sum(
+                1 for i in positions if i < len(args) and isinstance(args[i], Tensor) and args[i].requires_grad
+            )
+            backward += 2 * macs * needing
+    rest = flops - 2 * macs
+    if rest and any(t.requires_grad for t in inputs):
+        backward += rest
+    return backward
 
 
 # -- tensor aliasing ---------------------------------------------------------------------------------

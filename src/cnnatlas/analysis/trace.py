@@ -68,10 +68,11 @@ class RawRow:
     trainable_params: int = 0
     macs: int = 0
     flops: int = 0
+    backward_flops: int = 0
     activations: int = 0
     activation_bytes: int = 0
     output_shape: list[int] = field(default_factory=list)
-    rf: Field | None = None
+    rf: Any = None  # Field, receptive.UNKNOWN, or None where no 2-D spatial path leads
     spec: tuple[int, str] | None = None
     module_attrs: dict[str, Any] = field(default_factory=dict)
 
@@ -101,13 +102,20 @@ class TraceResult:
     unused_params: int  # parameters no op touched (e.g. auxiliary heads in eval mode)
     modules: list[tuple[str, nn.Module]]  # model.named_modules(), in order
     op_costs: dict[str, list[int]] = field(default_factory=dict)  # ATen op → [calls, MACs, FLOPs, elements]
+    field_unknown_ops: dict[str, int] = field(default_factory=dict)  # ops that made a receptive field "?"
+    # (producer row, consumer row, tensor shape): filled only by a recording tracer
+    # (cnnatlas.analysis.graph); row -1 is the network input, len(rows) its output.
+    edges: list[tuple[int, int, tuple[int, ...]]] | None = None
 
 
 class _ParamInfo:
-    """Parameters per owning module path, each counted once even if shared."""
+    """Parameters per owning module path, each counted once even if shared, each charged to
+    one row: a leaf module's row, or the functional op that reads a container's own parameter
+    (``F.linear(x, self.weight)`` charges ``weight`` to the ``mm`` row, not the first op)."""
 
-    def __init__(self, modules: list[tuple[str, nn.Module]]) -> None:
+    def __init__(self, modules: list[tuple[str, nn.Module]], state: dict[str, Tensor] | None) -> None:
         self.by_path: dict[str, list[tuple[str, nn.Parameter]]] = {}
+        self.by_storage: dict[int, tuple[str, str, nn.Parameter]] = {}  # what ops see → (path, name, param)
         seen: set[int] = set()
         for path, module in modules:
             owned = []
@@ -115,24 +123,42 @@ class _ParamInfo:
                 if param is not None and id(param) not in seen:
                     seen.add(id(param))
                     owned.append((pname, param))
+                    seen_as = param if state is None else state.get(f"{path}.{pname}" if path else pname)
+                    if seen_as is not None:
+                        self.by_storage[storage_key(seen_as)] = (path, pname, param)
             if owned:
                 self.by_path[path] = owned
-        self.assigned: set[str] = set()
+        self.assigned: set[tuple[str, str]] = set()
+
+    def _charge(self, path: str, pname: str, param: nn.Parameter, row: RawRow) -> None:
+        self.assigned.add((path, pname))
+        if pname.endswith("bias"):
+            row.bias_params += param.numel()
+        else:
+            row.weight_params += param.numel()
+        if param.requires_grad:
+            row.trainable_params += param.numel()
 
     def assign(self, path: str, row: RawRow) -> None:
-        if path in self.assigned or path not in self.by_path:
-            return
-        self.assigned.add(path)
-        for pname, param in self.by_path[path]:
-            if pname.endswith("bias"):
-                row.bias_params += param.numel()
-            else:
-                row.weight_params += param.numel()
-            if param.requires_grad:
-                row.trainable_params += param.numel()
+        """Charge every not yet charged parameter of ``path`` to ``row``."""
+        for pname, param in self.by_path.get(path, ()):
+            if (path, pname) not in self.assigned:
+                self._charge(path, pname, param, row)
+
+    def assign_read(self, tensors: list[Tensor], row: RawRow) -> None:
+        """Charge the parameters among an op's inputs (views of them included) to its row."""
+        for t in tensors:
+            owner = self.by_storage.get(storage_key(t))
+            if owner is not None and (owner[0], owner[1]) not in self.assigned:
+                self._charge(*owner, row)
+
+    def has_unassigned(self, path: str) -> bool:
+        return any((path, pname) not in self.assigned for pname, _ in self.by_path.get(path, ()))
 
     def unassigned_numel(self) -> int:
-        return sum(p.numel() for path, ps in self.by_path.items() if path not in self.assigned for _, p in ps)
+        return sum(
+            p.numel() for path, ps in self.by_path.items() for pname, p in ps if (path, pname) not in self.assigned
+        )
 
 
 class _OpDispatchMode(TorchDispatchMode):
@@ -147,7 +173,7 @@ class _OpDispatchMode(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         # Same rule as FlopCounterMode: decompose whatever can be decomposed, count the rest.
-        if func is not torch.ops.prim.device.default and func not in _FAST_META:
+        if func is not torch.ops.prim.device.default and func not in _FAST_META and func not in _KEEP_WHOLE:
             with self:
                 result = func.decompose(*args, **kwargs)
             if result is not NotImplemented:
@@ -314,6 +340,18 @@ def _fast_pointwise(func: Any, args: tuple, kwargs: dict) -> Any:
     return first if inplace else first.new_empty(first.shape)
 
 
+# Run whole rather than decomposed: the receptive field needs their arguments (nearest
+# interpolation decomposes into index arithmetic). Neither form has a FLOP formula in
+# torch.utils.flop_counter, so MACs stay FlopCounterMode's ÷ 2.
+_KEEP_WHOLE = frozenset(
+    (
+        torch.ops.aten.upsample_nearest2d.default,
+        torch.ops.aten.upsample_nearest2d.vec,
+        torch.ops.aten._upsample_nearest_exact2d.default,
+        torch.ops.aten._upsample_nearest_exact2d.vec,
+    )
+)
+
 _FAST_META: dict[Any, Callable[..., Any]] = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _fast_batch_norm_eval,
     torch.ops.aten.cat.default: _fast_cat,
@@ -354,12 +392,13 @@ class Tracer:
         self.leaves = {
             id(module) for _, module in self.modules if all(child is None for child in module._modules.values())
         }
-        self.params = _ParamInfo(self.modules)
+        self.params = _ParamInfo(self.modules, state)
         self.rows: list[RawRow] = []
         self.stack: list[_Frame] = []
         self.used_names: dict[str, int] = {}
         self.rf = ReceptiveFieldTable()
-        self.depth_of: dict[int, int] = {}  # id(tensor) → weighted layers on the longest path to it
+        # id(tensor) → (weighted layers on the longest path to it, id of the last weighted row)
+        self.depth_of: dict[int, tuple[int, int]] = {}
         self.keep_alive: list[Tensor] = []  # keeps the ids in depth_of unique while the trace runs
         self.uncounted: dict[str, int] = {}
         self.parameter_storages = {
@@ -376,7 +415,7 @@ class Tracer:
             # Receptive fields are for 2-D spatial maps: N×C×H×W floating-point inputs.
             if x.dim() == 4 and x.is_floating_point():
                 self.rf.set(x, INPUT_FIELD)
-            self.depth_of[id(x)] = 0
+            self.depth_of[id(x)] = (0, 0)
             self.keep_alive.append(x)
         handles = []
         for path, module in self.modules:
@@ -399,12 +438,13 @@ class Tracer:
             rows=self.rows,
             output=output,
             input_field=INPUT_FIELD,
-            network_depth=max(self.depth_of.values(), default=0),
+            network_depth=max((d for d, _ in self.depth_of.values()), default=0),
             saved_bytes=sum(self.saved.values()),
             uncounted_ops=self.uncounted,
             unused_params=self.params.unassigned_numel(),
             modules=self.modules,
             op_costs=self.op_costs,
+            field_unknown_ops=self.rf.unknown_ops,
         )
 
     # -- hooks ---------------------------------------------------------------------------------------
@@ -434,7 +474,7 @@ class Tracer:
         frame = stack.pop()
         if frame.leaf and frame.row is not None:
             self._close_leaf_row(frame, _flat_tensors(out))
-        elif path in self.params.by_path and path not in self.params.assigned:
+        elif self.params.has_unassigned(path):
             # A container that owns parameters but ran no op of its own.
             if len(self.rows) > frame.first_row:
                 self.params.assign(path, self.rows[-1])
@@ -451,7 +491,6 @@ class Tracer:
         outputs = rules.out_tensors(out)
         inputs = rules.op_tensors(args, kwargs)
         self.rf.propagate(func, args, kwargs, out, inputs, outputs)
-        self._propagate_depth(inputs, outputs, weighted=macs > 0)
         aliasing = rules.returns_alias(func)
         op_index = self.op_count
         self.op_count += 1
@@ -461,13 +500,12 @@ class Tracer:
         frame = self.stack[-1] if self.stack else None
         if frame is not None and frame.leaf:
             row = frame.row
-            assert row is not None
-        elif name in rules.NO_ROW_OPS:
-            return
+        elif name in rules.NO_ROW_OPS or (aliasing and self._views_parameters(inputs)):
+            row = None  # allocation, autograd bookkeeping, or `weight.t()` before F.linear
         else:
             row = self._functional_row(frame, name, outputs, aliasing)
-        row.macs += macs
-        row.flops += flops
+            self.params.assign_read(inputs, row)
+        self._propagate_depth(inputs, outputs, row if macs > 0 else None)
         costs = self.op_costs.get(name)
         if costs is None:
             costs = self.op_costs[name] = [0, 0, 0, 0]
@@ -476,6 +514,11 @@ class Tracer:
         costs[2] += flops
         if not aliasing and outputs:
             costs[3] += outputs[0].numel()
+        if row is None:
+            return
+        row.macs += macs
+        row.flops += flops
+        row.backward_flops += rules.backward_flops(name, args, inputs, macs, flops)
         row.add_spec(rules.op_spec(func, args, kwargs, out))
 
     def on_saved_tensor(self, tensor: Tensor) -> Tensor:
@@ -491,12 +534,23 @@ class Tracer:
         self.used_names[name] = count + 1
         return name if count == 0 else f"{name}_{count}"
 
-    def _propagate_depth(self, inputs: list[Tensor], outputs: list[Tensor], weighted: bool) -> None:
+    def _propagate_depth(self, inputs: list[Tensor], outputs: list[Tensor], weighted_row: RawRow | None) -> None:
+        """Weighted layers on the longest path to each output. A row that applies its weights
+        again along the same path (an LSTM's time steps) counts once."""
         depth_of = self.depth_of
-        path_depth = max((depth_of.get(id(t), 0) for t in inputs), default=0) + (1 if weighted else 0)
+        deepest: tuple[int, int] = (0, 0)
+        for t in inputs:
+            seen = depth_of.get(id(t))
+            if seen is not None and seen[0] >= deepest[0]:
+                deepest = seen
+        if weighted_row is not None and deepest[1] != id(weighted_row):
+            deepest = (deepest[0] + 1, id(weighted_row))
         for t in outputs:
-            depth_of[id(t)] = path_depth
+            depth_of[id(t)] = deepest
             self.keep_alive.append(t)
+
+    def _views_parameters(self, inputs: list[Tensor]) -> bool:
+        return bool(inputs) and all(storage_key(t) in self.parameter_storages for t in inputs)
 
     def _functional_row(self, frame: _Frame | None, name: str, outputs: list[Tensor], aliasing: bool) -> RawRow:
         """A row for an op run directly in a non-leaf module's forward (or outside any module)."""
@@ -504,8 +558,6 @@ class Tracer:
         base = f"{self.display(parent)}.{name}" if parent else name
         row = RawRow(path=parent, name=self._unique(base), type=name, depth=_module_depth(parent) + 1, functional=True)
         self.rows.append(row)
-        if frame is not None:
-            self.params.assign(frame.path, row)
         main = outputs[0] if outputs else None
         if main is not None:
             row.output_shape = list(main.shape)
@@ -537,10 +589,12 @@ def trace(
     kwargs: dict[str, Tensor],
     state: dict[str, Tensor] | None,
     names: dict[str, str],
+    tracer_class: type[Tracer] = Tracer,
 ) -> TraceResult:
     """Run ``model(*args, **kwargs)`` on meta tensors (through ``functional_call`` with ``state``
-    when given) and collect one :class:`RawRow` per leaf-module call and per functional op."""
-    return Tracer(model, state, names).run(args, kwargs)
+    when given) and collect one :class:`RawRow` per leaf-module call and per functional op.
+    ``tracer_class`` may be a :class:`Tracer` subclass that records more (the diagrams' edges)."""
+    return tracer_class(model, state, names).run(args, kwargs)
 
 
 def _module_depth(path: str) -> int:
@@ -571,6 +625,13 @@ def _flat_tensors(value: Any) -> list[Tensor]:
 def _module_attrs(module: nn.Module) -> dict[str, Any]:
     """The few module settings a spec needs that no op reveals (dropout in eval runs no op)."""
     attrs: dict[str, Any] = {}
+    if isinstance(module, nn.RNNBase):
+        text = f"{module.mode.replace('_', ' ')}, hidden {module.hidden_size}"
+        if module.num_layers > 1:
+            text += f", {module.num_layers} layers"
+        if module.bidirectional:
+            text += ", bidirectional"
+        attrs["rnn"] = text
     if isinstance(module, nn.modules.dropout._DropoutNd):
         attrs["dropout"] = module.p
     for key in ("size", "alpha", "beta", "k"):

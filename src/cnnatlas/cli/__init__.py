@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn, Sequence
 
@@ -25,6 +26,8 @@ COMMAND_MODULES = (
     "cnnatlas.cli.evaluate",  # evaluate, predict
     "cnnatlas.cli.experiment",  # experiment list/run/report, features
     "cnnatlas.cli.plot",  # plot bubble|winners|layers|rf|curves
+    "cnnatlas.cli.diagram",  # diagram
+    "cnnatlas.cli.atlas",  # atlas
     "cnnatlas.cli.bench",  # bench
     "cnnatlas.cli.export",  # export
 )
@@ -38,8 +41,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _report(message: str) -> int:
-    print(f"cnnatlas: error: {message}", file=sys.stderr)
+    # Under torchrun every rank validates the same input and fails the same way: rank 0 speaks.
+    if os.environ.get("RANK", "0") in ("0", ""):
+        print(f"cnnatlas: error: {message}", file=sys.stderr)
     return 2
+
+
+def warn(message: str) -> None:
+    """One ``cnnatlas: warning:`` line on stderr (something was skipped or adjusted; work goes on)."""
+    print(f"cnnatlas: warning: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

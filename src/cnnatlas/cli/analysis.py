@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from cnnatlas.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIDE, MAX_IN_CHANS
+
 FORMATS = ("table", "markdown", "csv", "json")
 # The test protocols a paper reports (cnnatlas.published.PROTOCOLS), less the two that only
 # describe other data ("full image") or missing information ("not stated").
@@ -92,7 +94,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         help="keyword argument for the model's builder (repeatable), e.g. --model-option num_classes=10; "
         "V is read as a Python literal (10, 0.5, 'text', [1, 2], True) or else as text",
     )
-    p.add_argument("--num-classes", type=_positive_int, default=None, metavar="N", help="same as num_classes=N")
+    p.add_argument("--num-classes", type=int, default=None, metavar="N", help="same as num_classes=N (at most 100,000)")
 
 
 def _add_input_options(p: argparse.ArgumentParser, what: str = "default: the model's own") -> None:
@@ -124,6 +126,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"an input shape looks like 3x224x224 or 10, got {text!r}") from None
     if min(values) < 1:
         raise argparse.ArgumentTypeError(f"an input shape is positive integers, got {text!r}")
+    if max(values) > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"input shape {text!r} exceeds {MAX_BATCH_SIZE:,} along one dimension")
     return values
 
 
@@ -132,6 +136,10 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
     values = parse_shape(text)
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"input size must be three positive integers C×H×W, got {text!r}")
+    if values[0] > MAX_IN_CHANS or max(values[1:]) > MAX_IMAGE_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"input size {text!r} exceeds the limits ({MAX_IN_CHANS} channels, {MAX_IMAGE_SIDE} pixels a side)"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -140,8 +148,8 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"expected a positive integer of at most {MAX_BATCH_SIZE}, got {text!r}")
     return value
 
 
@@ -181,13 +189,21 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.measure:
         import torch
 
+        from cnnatlas.errors import InputError
+        from cnnatlas.limits import available_memory_bytes
+        from cnnatlas.safeio import human_bytes
         from cnnatlas.sources import resolve_model
 
         if len(result.inputs) != 1:
-            from cnnatlas.errors import InputError
-
             raise InputError("--measure runs one training step on a single input; this model takes several")
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        estimate = int(result.totals["training_memory_bytes"])
+        available = available_memory_bytes(device)
+        if available is not None and estimate > available:
+            raise InputError(
+                f"--measure: the estimated training-step memory {human_bytes(estimate)} exceeds the "
+                f"{human_bytes(available)} available on {device}; use a smaller --batch, --input or --num-classes"
+            )
         measured = measure_training_step(
             resolve_model(args.model, **options), result.input_shape, args.optimizer, device
         )
@@ -361,7 +377,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             [
                 r["model"],
                 "×".join(map(str, r["input_shape"])),
-                f"{r['params'] / 1e6:.2f}M",
+                human(r["params"]),
                 human(r["macs"]),
                 human_bytes(r["activation_bytes"]),
                 str(r["min_input_size"]),

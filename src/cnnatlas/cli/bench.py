@@ -1,4 +1,4 @@
-"""`cnnatlas bench`: measured time, throughput, memory and achieved GFLOP/s against batch size.
+"""`cnnatlas bench SOURCE …`: measured time, throughput, memory and achieved GFLOP/s against batch size.
 
 ``cnnatlas bench resnet50 mobilenet_v1_100 --batch 1,8,32 --backend fast --format json --out r.json``
 prints (or writes) ``{"environment": {…}, "peak": {…}, "results": [{model, backend, dtype, mode,
@@ -56,7 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="measured time, throughput, memory and GFLOP/s against batch size",
         description="Time registered networks at several batch sizes (median and IQR of repeated runs).",
     )
-    p.add_argument("models", metavar="MODEL", nargs="+", help="registered model names")
+    p.add_argument("models", metavar="SOURCE", nargs="+", help="registered names, torchvision:NAME or file.py:NAME")
     p.add_argument("--mode", choices=MODES, default="infer", help="inference, or one SGD training step")
     p.add_argument("--batch", default="1,2,4,8,16,32,64", help="comma-separated batch sizes (default 1,2,…,64)")
     p.add_argument("--input", type=parse_input_size, default=None, metavar="CxHxW", help="default: each model's own")
@@ -77,28 +77,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from cnnatlas.analysis import analyze
     from cnnatlas.bench import BenchResult, bench_model, environment, machine_peak, parse_batches
     from cnnatlas.cli.evaluate import _device
-    from cnnatlas.registry import _lookup, create_model
+    from cnnatlas.sources import resolve_source
 
     batches = parse_batches(args.batch)
     device = torch.device(_device(args.device))
     if args.dtype == "fp16" and device.type == "cpu":
         raise InputError("--dtype fp16 needs a GPU; on a CPU use bf16 or fp32")
     out = _check_out(args.out)
-    for name in args.models:
-        _lookup(name)  # every name is checked before any measurement starts
+    # Every source is checked (built on the meta device, cheaply) before any measurement starts.
+    sizes = [
+        tuple(args.input or resolve_source(source, meta=True).input_size or (3, 224, 224)) for source in args.models
+    ]
     if args.threads:
         torch.set_num_threads(args.threads)
     peak = machine_peak(device, args.dtype)
     result = BenchResult(environment(device, args.threads), {"flops": peak.flops, "derivation": peak.derivation})
     result.environment.update(backend=args.backend, dtype=args.dtype, mode=args.mode)
-    for name in args.models:
-        size = tuple(args.input or _lookup(name)[0].input_size)
-        macs = int(analyze(name, input_size=size).totals["macs"])
+    for source, size in zip(args.models, sizes):
         torch.manual_seed(0)
-        model = create_model(name)
+        resolved = resolve_source(source)
+        macs = int(analyze(resolved.model, input_size=size).totals["macs"])
         result.rows += bench_model(
-            model,
-            name,
+            resolved.model,
+            resolved.name,
             size,
             macs,
             batches=batches,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
 from cnnatlas.errors import InputError
@@ -107,17 +108,35 @@ def fast_run(run: Any, device: str, dtype: str) -> Any:
 
 
 def _device(name: str) -> str:
-    import torch
+    """cpu, cuda, cuda:N or auto; anything else torch.device would accept (meta, mps, …) is refused."""
+    from cnnatlas.train.distributed import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name}: no CUDA device is available")
-    try:
-        torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    return name
+    if name != "auto" and name != "cpu" and not name.startswith("cuda"):
+        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda:") and not name[5:].isdigit():
+        raise InputError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto")
+    return str(resolve_device(name))
+
+
+def _json_safe(result: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN or infinity: such a value becomes null, and ``null_because`` says why."""
+    safe = dict(result)
+    reasons = {}
+    for key, value in result.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            safe[key] = None
+            reasons[key] = f"the {key} is {value} (the model's outputs are not finite)"
+    if reasons:
+        safe["null_because"] = reasons
+    return safe
+
+
+def _warn_skipped(runs: list[Any]) -> None:
+    from cnnatlas.cli import warn
+
+    for run in runs:
+        for message in run.skipped:
+            warn(message)
 
 
 def _data_spec(config: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +183,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = _device(args.device)
     runs = [load_run(path) for path in [args.run_dir, *args.ensemble]]
+    _warn_skipped(runs)
     if args.fast:
         runs = [fast_run(run, device, args.dtype) for run in runs]
     dataset = load_eval_dataset(runs[0].config, name=args.data, root=args.root, split=args.split)
@@ -185,7 +205,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         runs=[str(p) for p in [args.run_dir, *args.ensemble]],
     )
     if args.format == "json":
-        print(json.dumps(result))
+        print(json.dumps(_json_safe(result), allow_nan=False))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -208,6 +228,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from cnnatlas.train.run import load_run
 
     run = load_run(args.run_dir)
+    _warn_skipped([run])
     if args.fast:
         run = fast_run(run, "cpu", args.dtype)
     results = predict(run, args.images, topk=args.topk, tta=args.tta)

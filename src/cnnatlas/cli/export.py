@@ -8,6 +8,7 @@ file's input/output names and shapes are printed (docs/deployment.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 from cnnatlas.cli.analysis import parse_input_size
@@ -54,9 +55,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
         spec = ModelSpec(name, dict(model_cfg.get("options") or {}), tuple(run.classes), tuple(size))
         model = run.model
     else:
-        from cnnatlas.registry import _lookup, create_model
+        from cnnatlas.registry import create_model, lookup
 
-        info, _ = _lookup(args.source)  # an unknown name (or a missing folder) is one error line
+        info = lookup(args.source).info  # an unknown name (or a missing folder) is one error line
         torch.manual_seed(0)
         model = create_model(args.source)
         if args.weights:
@@ -65,16 +66,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
             load_weights(model, args.weights)
         spec = ModelSpec(args.source, {}, (), tuple(args.input or info.input_size))
     out = Path(args.out) if args.out else Path(f"{spec.name}{EXTENSIONS[args.format]}")
-    report = export(
-        model,
-        spec,
-        out,
-        args.format,
-        fold_bn=args.fold_bn,
-        dynamic_batch=args.dynamic_batch,
-        opset=args.opset,
-        exporter=args.exporter,
-    )
+    lock = contextlib.nullcontext()
+    if source.is_dir() and out.resolve().parent.is_relative_to(source.resolve()):
+        from cnnatlas.train.lock import lock_run_dir
+
+        lock = lock_run_dir(source)  # writing into the run folder: its one writer, while it writes
+    with lock:
+        report = export(
+            model,
+            spec,
+            out,
+            args.format,
+            fold_bn=args.fold_bn,
+            dynamic_batch=args.dynamic_batch,
+            opset=args.opset,
+            exporter=args.exporter,
+        )
     print(f"wrote {report.path} ({report.format}, {report.path.stat().st_size:,} bytes)")
     for label, values in (("input", report.inputs), ("output", report.outputs)):
         for value_name, shape in values:

@@ -63,6 +63,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bit-exact resume on the CPU)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last complete checkpoint")
     p.add_argument("--checkpoint-every-steps", type=int, metavar="N", help="also checkpoint every N steps mid-epoch")
+    p.add_argument(
+        "--checkpoint-every-minutes",
+        type=float,
+        metavar="M",
+        help="also checkpoint mid-epoch when M minutes passed since the last checkpoint (default 10; 0: off)",
+    )
     p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
     p.add_argument(
         "--limit-test", type=int, metavar="N", help="use only the first N test images (and validation images)"
@@ -124,7 +130,7 @@ def _literal(text: str) -> Any:
 def _cmd_train(args: argparse.Namespace) -> int:
     from cnnatlas.train.trainer import train
 
-    progress = None if args.quiet else _Progress()
+    progress = _Progress(show_progress=not args.quiet)  # warnings are shown even with --quiet
     result = train(
         args.model,
         data=args.data,
@@ -145,6 +151,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         resume=args.resume,
         checkpoint_every_steps=args.checkpoint_every_steps,
+        checkpoint_every_minutes=args.checkpoint_every_minutes,
         limit_train=args.limit_train,
         limit_test=args.limit_test,
         data_options={k: _literal(v) for k, v in _pairs(args.data_option, "--data-option").items()},
@@ -155,8 +162,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         freeze=args.freeze,
         callback=progress,
     )
-    if progress is not None:
-        progress.close()
+    progress.close()
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
@@ -167,17 +173,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
 class _Progress:
     """Draws the trainer's events with rich on stderr (rank 0 only)."""
 
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
+    def __init__(self, *, show_progress: bool = True) -> None:
+        self.show_progress = show_progress
         self.bar = None
         self.task = None
         self.main = True
         self.pending: list[str] = []  # transfer/freeze reports arrive before "start"
 
     def __call__(self, event: str, payload: Mapping[str, Any]) -> None:
+        if event == "warning":
+            if payload.get("is_main", True):
+                print(f"cnnatlas: warning: {payload['message']}", file=sys.stderr)
+            return
+        if not self.show_progress:
+            return
         if event == "start":
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
             self.main = bool(payload.get("is_main", True))
             if not self.main:
                 return

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnatlas.data.core import ArrayDataset, normalize_split, require_root
+from cnnatlas.data.core import ArrayDataset, normalize_split, present, require_root
 from cnnatlas.errors import DataError
+from cnnatlas.safeio import open_regular
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,12 @@ class _PickledArray:
         self._set(shape, dtype, bool(fortran), raw)
 
     def _set(self, shape: Any, dtype: Any, fortran: bool, raw: Any) -> None:
-        if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise DataError(f"pickled array has an invalid shape {shape!r}")
+        if (
+            not isinstance(shape, tuple)
+            or len(shape) > 8
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in shape)
+        ):
+            raise DataError(f"pickled array has an invalid shape {str(shape)[:80]} (at most 8 dimensions below 2**31)")
         if not isinstance(dtype, _PickledDtype):
             raise DataError("pickled array has no plain numeric dtype")
         if isinstance(raw, str):  # a Python-2 str read with encoding="latin1": the original bytes
@@ -161,13 +166,15 @@ class _PickledArray:
             raise DataError("pickled array data is not a byte string")
         self.shape, self.dtype, self.fortran, self.raw = shape, dtype, fortran, bytes(raw)
 
-    def to_numpy(self) -> np.ndarray:
+    def to_numpy(self, source: str) -> np.ndarray:
         if self.shape is None or self.dtype is None or self.raw is None:
-            raise DataError("pickled array was never given its data")
+            raise DataError(f"{source}: pickled array was never given its data")
         dtype = self.dtype.to_numpy()
         expected = math.prod(self.shape) * dtype.itemsize  # exact Python ints: no int64 wrap-around
         if len(self.raw) != expected:
-            raise DataError(f"pickled array of shape {self.shape} needs {expected} bytes of data, has {len(self.raw)}")
+            raise DataError(
+                f"{source}: pickled array of shape {self.shape} needs {expected} bytes of data, has {len(self.raw)}"
+            )
         return np.frombuffer(self.raw, dtype=dtype).reshape(self.shape, order="F" if self.fortran else "C")
 
 
@@ -250,17 +257,55 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise DataError(f"{self.source}: pickle uses persistent ids, which a CIFAR batch never does")
 
 
-def _materialize(obj: Any, source: str, depth: int = 0) -> Any:
-    """Replace the stand-ins by numpy arrays and check that only plain data remains."""
+#: Budget of the materialisation of one unpickled file. A CIFAR batch is one dict of five
+#: entries: a 10,000×3072 array (30 MB) and lists of 10,000 labels and file names, so about
+#: 20,000 objects and 31 MB. Shared references (a "billion laughs" pickle: a 1 KB file whose
+#: lists repeat one list many times over) would expand far beyond both; counting every object
+#: and byte as it is produced stops them at the budget instead of exhausting memory.
+MAX_PICKLE_NODES = 1_000_000
+MAX_PICKLE_BYTES = 512 * 2**20
+#: Largest batch or meta file read (checked before reading): CIFAR-100's train file is 155 MB.
+MAX_BATCH_FILE_BYTES = 512 * 2**20
+
+
+class _Budget:
+    """Objects and bytes produced so far by :func:`_materialize`, with the limits."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.nodes, self.bytes = source, 0, 0
+
+    def spend(self, nbytes: int = 0) -> None:
+        self.nodes += 1
+        self.bytes += nbytes
+        if self.nodes > MAX_PICKLE_NODES or self.bytes > MAX_PICKLE_BYTES:
+            raise DataError(
+                f"{self.source}: pickled data expands beyond {MAX_PICKLE_NODES:,} objects or "
+                f"{MAX_PICKLE_BYTES // 2**20} MiB, far more than a CIFAR batch holds (shared references?)"
+            )
+
+
+def _materialize(obj: Any, budget: _Budget, depth: int = 0) -> Any:
+    """Replace the stand-ins by numpy arrays and check that only plain data remains, within ``budget``."""
+    source = budget.source
     if depth > 8:
         raise DataError(f"{source}: pickled data is nested deeper than a CIFAR batch")
     if isinstance(obj, _PickledArray):
-        return obj.to_numpy()
+        budget.spend(len(obj.raw or b""))
+        return obj.to_numpy(source)
     if isinstance(obj, dict):
-        return {_materialize(k, source, depth + 1): _materialize(v, source, depth + 1) for k, v in obj.items()}
+        budget.spend()
+        result = {}
+        for key, value in obj.items():
+            if not isinstance(key, (str, bytes, int)) or isinstance(key, bool):
+                raise DataError(f"{source}: pickled dict has a {type(key).__name__} key; a CIFAR batch has text keys")
+            budget.spend(len(key) if isinstance(key, (str, bytes)) else 0)
+            result[key] = _materialize(value, budget, depth + 1)
+        return result
     if isinstance(obj, (list, tuple)):
-        return [_materialize(v, source, depth + 1) for v in obj]
+        budget.spend(8 * len(obj))
+        return [_materialize(v, budget, depth + 1) for v in obj]
     if obj is None or isinstance(obj, (str, bytes, bytearray, int, float, bool)):
+        budget.spend(len(obj) if isinstance(obj, (str, bytes, bytearray)) else 0)
         return obj
     raise DataError(f"{source}: pickled data holds an unexpected {type(obj).__name__}")
 
@@ -268,16 +313,18 @@ def _materialize(obj: Any, source: str, depth: int = 0) -> Any:
 def restricted_load(path: Path) -> dict[str, Any]:
     """Unpickle ``path`` with :class:`RestrictedUnpickler`; the result must be a dict."""
     source = str(path)
+    handle, _ = open_regular(path, what="CIFAR file", max_bytes=MAX_BATCH_FILE_BYTES)
     try:
-        with open(path, "rb") as handle:
+        with handle:
             obj = RestrictedUnpickler(handle, source=source).load()
-    except DataError:
-        raise
+    except DataError as exc:
+        message = str(exc)
+        raise DataError(message if message.startswith(source) else f"{source}: {message}") from None
     except OSError as exc:
         raise DataError(f"{source}: cannot read the file ({exc.strerror or exc})") from None
     except Exception as exc:  # a corrupt pickle can raise almost anything: report it as corrupt
         raise DataError(f"{source}: not a readable CIFAR python batch ({type(exc).__name__}: {exc})") from None
-    obj = _materialize(obj, source)
+    obj = _materialize(obj, _Budget(source))
     if not isinstance(obj, dict):
         raise DataError(f"{source}: expected a pickled dict, found {type(obj).__name__}")
     # Python-3 re-pickles may use bytes keys; the originals read with latin1 give str keys.
@@ -287,7 +334,8 @@ def restricted_load(path: Path) -> dict[str, Any]:
 # -- the data sets -----------------------------------------------------------------------------
 def _md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
+    handle, _ = open_regular(path, what="CIFAR file", max_bytes=MAX_BATCH_FILE_BYTES)
+    with handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -296,21 +344,21 @@ def _md5(path: Path) -> str:
 def find_folder(spec: CifarSpec, root: Path) -> Path:
     """``root`` itself or ``root/<official folder name>``, whichever holds the meta file."""
     for folder in (root / spec.folder, root):
-        if (folder / spec.meta_file).is_file():
+        if present(folder / spec.meta_file):
             return folder
     return root / spec.folder if (root / spec.folder).is_dir() else root
 
 
 def cifar_splits(spec: CifarSpec, root: str | os.PathLike | None) -> list[str]:
     folder = find_folder(spec, require_root(spec.name, root))
-    if not (folder / spec.meta_file).is_file():
+    if not present(folder / spec.meta_file):
         return []
-    return [split for split, names in spec.splits.items() if all((folder / n).is_file() for n in names)]
+    return [split for split, names in spec.splits.items() if all(present(folder / n) for n in names)]
 
 
 def _checked_file(spec: CifarSpec, folder: Path, file_name: str, verify_checksums: bool) -> Path:
     path = folder / file_name
-    if not path.is_file():
+    if not present(path):
         raise DataError(
             f"{spec.name}: file {file_name} not found in {folder} "
             f"(nor in {folder.parent if folder.name == spec.folder else folder / spec.folder}); "
@@ -322,7 +370,8 @@ def _checked_file(spec: CifarSpec, folder: Path, file_name: str, verify_checksum
         if actual != spec.md5[file_name]:
             raise DataError(
                 f"{path}: MD5 checksum {actual} does not match the official {spec.md5[file_name]}; the file is corrupt "
-                "or not the original (pass verify_checksums=False to load a re-packed copy)"
+                "or not the original (to load a re-packed copy pass --data-option verify_checksums=false, "
+                "or verify_checksums=False in Python)"
             )
     return path
 
@@ -340,6 +389,9 @@ def _read_batch(spec: CifarSpec, path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = labels.tolist()
     if not isinstance(labels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
         raise DataError(f"{source}: {spec.label_key!r} must be a list of integers")
+    for index, value in enumerate(labels):  # before numpy: 2**70 would not even fit an int64
+        if not 0 <= value < spec.num_classes:
+            raise DataError(f"{source}: label {value} at index {index} is outside 0–{spec.num_classes - 1}")
     label_array = np.asarray(labels, dtype=np.int64)
     if label_array.shape[0] != data.shape[0]:
         raise DataError(f"{source}: {data.shape[0]} images but {label_array.shape[0]} labels: expected equal counts")

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
 
 import torch
 
-from cnnatlas.errors import DataError, InputError
+from cnnatlas.errors import CnnAtlasError, DataError, InputError
+
+T = TypeVar("T")
 
 #: The two split names every reader understands. ``"val"`` is accepted as another name for
 #: ``"test"``: image folders call their held-out part ``val/``, the other data sets ``test``.
@@ -40,6 +43,12 @@ def require_root(name: str, root: str | os.PathLike | None) -> Path:
     if not path.is_dir():
         raise DataError(f"data set {name!r}: root folder {str(path)!r} does not exist or is not a folder")
     return path
+
+
+def present(path: Path) -> bool:
+    """``path`` names something other than a folder (a file, or a FIFO or device the reader will
+    refuse with a message saying so, instead of "not found")."""
+    return path.exists() and not path.is_dir()
 
 
 @dataclass
@@ -106,3 +115,30 @@ class ArrayDataset:
             f"ArrayDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
             f"image_size=({c}, {h}, {w}), num_classes={self.num_classes})"
         )
+
+
+def unwrap_worker_error(exc: BaseException) -> BaseException:
+    """The error a DataLoader worker raised, with its own one-line message.
+
+    PyTorch re-raises a worker's exception in the main process as the same type, but with a
+    message of many lines ("Caught DataError in DataLoader worker process 0. Original
+    Traceback …"). For our own errors the last line holds the original message; this returns
+    an error of the same type with only that message (anything else is returned unchanged).
+    """
+    text = str(exc)
+    if not isinstance(exc, CnnAtlasError) or "Original Traceback" not in text:
+        return exc
+    prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    lines = text.rstrip().splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(prefix):
+            return type(exc)(" ".join([lines[index][len(prefix) :], *lines[index + 1 :]]).strip())
+    return type(exc)(lines[-1].strip())
+
+
+def iterate_loader(loader: Iterable[T]) -> Iterator[T]:
+    """Iterate a DataLoader, turning a worker's error into our one-line error (:func:`unwrap_worker_error`)."""
+    try:
+        yield from loader
+    except CnnAtlasError as exc:
+        raise unwrap_worker_error(exc) from None

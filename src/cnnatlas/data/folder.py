@@ -1,7 +1,8 @@
 """Image folders: ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` (ImageNet-style).
 
 Discovery follows torchvision's ``ImageFolder`` (sorted class folders, files with an image
-extension from ``torchvision.datasets.folder.IMG_EXTENSIONS``, symlinks followed). Two
+extension from ``torchvision.datasets.folder.IMG_EXTENSIONS``, symlinks followed, but each real
+folder and file only once, so a link loop cannot hang the scan). Two
 differences, both so that labels mean the same thing in both splits: the class list always
 comes from ``train/`` when it exists (``val/`` may lack classes but may not add any), and every
 problem is a :class:`~cnnatlas.errors.DataError` naming the folder or file.
@@ -14,6 +15,7 @@ decoding (a decompression bomb: a tiny file that expands to gigabytes of pixels)
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -24,11 +26,15 @@ from PIL import Image
 
 from cnnatlas.data.core import normalize_split, require_root
 from cnnatlas.errors import DataError
+from cnnatlas.safeio import describe_kind, open_regular
 
 #: Largest image accepted, in pixels: 8192×8192 = 67,108,864 (about 201 MB decoded as RGB).
 #: ImageNet's largest training images are far below it; anything above is refused as a likely
 #: decompression bomb. PIL's own limit (``Image.MAX_IMAGE_PIXELS``) still applies on top.
 MAX_IMAGE_PIXELS = 8192 * 8192
+#: Largest image file read, in bytes (checked before reading): an uncompressed 8192×8192 RGBA
+#: BMP or TIFF is 256 MiB; compressed formats are far smaller.
+MAX_IMAGE_FILE_BYTES = 512 * 2**20
 
 #: Per-channel mean and std used to normalise image folders: the ImageNet training-set
 #: statistics that torchvision's ImageNet weights use (mean 0.485/0.456/0.406, std
@@ -61,6 +67,46 @@ def find_classes(folder: Path) -> list[str]:
     return entries
 
 
+def _walk_images(class_dir: Path) -> list[str]:
+    """Image files under ``class_dir`` at any depth, following symlinks, each real folder and
+    each real file once (tracked by device and inode), so links that loop (``ln -s . l``) or
+    reach the same folder twice neither hang the scan nor count images twice. An image name
+    that is not a regular file (a FIFO, a device, a socket) is a DataError: opening it could block."""
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    files: list[str] = []
+    pending = [class_dir]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat()
+        except OSError:
+            continue  # a dangling link
+        if (info.st_dev, info.st_ino) in seen_dirs:
+            continue
+        seen_dirs.add((info.st_dev, info.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                target = entry.stat()  # follows a symlink
+            except OSError:
+                continue  # a dangling link
+            if stat.S_ISDIR(target.st_mode):
+                pending.append(Path(entry.path))
+            elif _is_image(Path(entry.name)):
+                if not stat.S_ISREG(target.st_mode):
+                    raise DataError(f"{entry.path}: is {describe_kind(target.st_mode)}, not a regular image file")
+                if (target.st_dev, target.st_ino) not in seen_files:
+                    seen_files.add((target.st_dev, target.st_ino))
+                    files.append(entry.path)
+    return sorted(files)
+
+
 def make_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
     """``(path, label)`` of every image file under ``folder/<class>/`` (any depth, sorted)."""
     samples: list[tuple[str, int]] = []
@@ -69,12 +115,7 @@ def make_samples(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
         class_dir = folder / name
         if not class_dir.is_dir():
             continue  # a class of train/ that val/ does not have
-        files = sorted(
-            str(Path(dirpath) / f)
-            for dirpath, _, filenames in os.walk(class_dir, followlinks=True)
-            for f in filenames
-            if _is_image(Path(f)) and not f.startswith(".")
-        )
+        files = _walk_images(class_dir)
         if not files:
             empty.append(name)
         samples.extend((f, label) for f in files)
@@ -93,7 +134,8 @@ def decode_image(path: str, *, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tens
             # PIL warns (DecompressionBombWarning) above its limit and raises above twice it;
             # a warning would let the bomb through, so it becomes an error here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            handle, _ = open_regular(path, what="image file", max_bytes=MAX_IMAGE_FILE_BYTES)
+            with handle, Image.open(handle) as image:
                 width, height = image.size  # from the header: nothing decoded yet
                 if width * height > max_pixels:
                     raise DataError(
@@ -105,11 +147,10 @@ def decode_image(path: str, *, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tens
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: refused as a possible decompression bomb ({exc})") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file disappeared") from None
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
-        # PIL reports broken files as OSError ("image file is truncated"), SyntaxError (bad
-        # PNG chunks) or UnidentifiedImageError (not an image at all).
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path}: unreadable image (not an image format PIL recognises)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        # PIL reports broken files as OSError ("image file is truncated") or SyntaxError (bad PNG chunks).
         raise DataError(f"{path}: unreadable image ({exc})") from None
     array = np.asarray(rgb, dtype=np.uint8)  # H×W×3
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnatlas.data.core import ArrayDataset, normalize_split, require_root
+from cnnatlas.data.core import ArrayDataset, normalize_split, present, require_root
 from cnnatlas.errors import DataError
+from cnnatlas.safeio import open_regular
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned byte, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned byte, 1 dimension
@@ -42,6 +43,8 @@ _IDX_TYPE_NAMES = {
 #: Cap on the decompressed size of one .gz file. The largest legitimate file (60,000 MNIST
 #: training images) is 47,040,016 bytes; the cap stops a gzip bomb long before memory runs out.
 MAX_DECOMPRESSED_BYTES = 256 * 2**20
+#: Cap on the size of an IDX file on disk (raw or gzip), checked before reading.
+MAX_FILE_BYTES = 256 * 2**20
 
 #: File stems per split, as distributed by LeCun et al. and Zalando (Fashion-MNIST).
 SPLIT_FILES: dict[str, tuple[str, str]] = {
@@ -100,17 +103,16 @@ MNIST_SAMPLE = IdxSpec("mnist-sample", MNIST_CLASSES, mean=(0.1314,), std=(0.309
 
 
 # -- the strict parser -------------------------------------------------------------------------
-def parse_idx(data: bytes, *, source: str, expected_magic: int) -> np.ndarray:
-    """Parse one IDX file held in ``data``; ``source`` names it in error messages.
+def parse_idx_header(data: bytes, *, source: str, expected_magic: int, file_size: int) -> tuple[int, tuple[int, ...]]:
+    """``(header length, shape)`` from the start of an IDX file of ``file_size`` bytes.
 
     Checks, in order: header present, magic number (which encodes the element type and the
     number of dimensions), every dimension positive, and the file length equal to header plus
     elements — shorter is a truncated file, longer is a file that is not what its header says.
-    Returns a read-only uint8 array of the header's shape (a view on ``data``, no copy).
     """
-    if len(data) < 4:
+    if file_size < 4 or len(data) < 4:
         raise DataError(
-            f"{source}: {len(data)} bytes is too short for an IDX file "
+            f"{source}: {file_size} bytes is too short for an IDX file "
             f"(expected a 4-byte magic number {expected_magic})"
         )
     magic = int.from_bytes(data[:4], "big")
@@ -118,20 +120,28 @@ def parse_idx(data: bytes, *, source: str, expected_magic: int) -> np.ndarray:
         raise DataError(f"{source}: {_describe_magic_mismatch(magic, expected_magic)}")
     ndim = expected_magic & 0xFF
     header_len = 4 + 4 * ndim
-    if len(data) < header_len:
+    if file_size < header_len or len(data) < header_len:
         raise DataError(
-            f"{source}: truncated header: {len(data)} bytes, expected at least {header_len} for {ndim} dimension sizes"
+            f"{source}: truncated header: {file_size} bytes, expected at least {header_len} for {ndim} dimension sizes"
         )
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if any(size == 0 for size in shape[1:]):
         raise DataError(f"{source}: header gives a zero dimension in shape {shape}")
     expected_len = header_len + math.prod(shape)  # exact Python ints: no int64 wrap-around
-    if len(data) != expected_len:
-        problem = "truncated" if len(data) < expected_len else "longer than its header says"
+    if file_size != expected_len:
+        problem = "truncated" if file_size < expected_len else "longer than its header says"
         raise DataError(
-            f"{source}: file is {problem}: {len(data)} bytes, expected {expected_len} "
+            f"{source}: file is {problem}: {file_size} bytes, expected {expected_len} "
             f"(header shape {'×'.join(map(str, shape))})"
         )
+    return header_len, shape
+
+
+def parse_idx(data: bytes, *, source: str, expected_magic: int) -> np.ndarray:
+    """Parse one IDX file held in ``data``; ``source`` names it in error messages (checks: see
+    :func:`parse_idx_header`). Returns a read-only uint8 array of the header's shape (a view on
+    ``data``, no copy)."""
+    header_len, shape = parse_idx_header(data, source=source, expected_magic=expected_magic, file_size=len(data))
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
@@ -149,12 +159,22 @@ def _describe_magic_mismatch(magic: int, expected: int) -> str:
     return f"{ndim} dimensions in the header, {want}"
 
 
-def read_file_bytes(path: Path) -> bytes:
-    """The bytes of ``path``, gunzipped when it is gzip data (by content, not by name)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+def read_file_bytes(path: Path, *, expected_magic: int | None = None) -> bytes:
+    """The bytes of ``path``, gunzipped when it is gzip data (by content, not by name).
+
+    Nothing large is read before it is known to be right: the file must be a regular file of
+    at most :data:`MAX_FILE_BYTES` (checked with ``fstat``, so a FIFO or ``/dev/zero``
+    fails at once), and for an uncompressed IDX file with ``expected_magic`` the header is read
+    first and the length it implies compared with the file's size."""
+    handle, size = open_regular(path, what="IDX file", max_bytes=MAX_FILE_BYTES)
+    with handle:
+        try:
+            head = handle.read(4 + 4 * 3)
+            if head[:2] != b"\x1f\x8b" and expected_magic is not None:
+                parse_idx_header(head, source=str(path), expected_magic=expected_magic, file_size=size)
+            raw = head + handle.read(size + 1 - len(head))
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
@@ -215,7 +235,7 @@ def find_split_file(spec: IdxSpec, root: Path, stem: str) -> Path | None:
     """The first of ``stem`` / ``stem.gz`` found in the candidate folders (raw before gz)."""
     for folder in candidate_folders(spec, root):
         for name in (stem, stem + ".gz"):
-            if (folder / name).is_file():
+            if present(folder / name):
                 return folder / name
     return None
 
@@ -242,8 +262,8 @@ def load_idx_dataset(spec: IdxSpec, root: str | os.PathLike | None, split: str) 
         paths.append(path)
     image_path, label_path = paths
     images, labels = images_and_labels(
-        read_file_bytes(image_path),
-        read_file_bytes(label_path),
+        read_file_bytes(image_path, expected_magic=IMAGES_MAGIC),
+        read_file_bytes(label_path, expected_magic=LABELS_MAGIC),
         image_source=str(image_path),
         label_source=str(label_path),
         num_classes=len(spec.classes),

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
-from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.layers import LocalResponseNorm, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 TOWERS = 2
@@ -54,7 +54,9 @@ class TowerLocalResponseNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.towers == 1:
             return self.norm(x)
-        return torch.cat([self.norm(part) for part in x.chunk(self.towers, dim=1)], dim=1)
+        # Indexing the chunks (rather than iterating) keeps this traceable by torch.fx.
+        parts = x.chunk(self.towers, dim=1)
+        return torch.cat([self.norm(parts[tower]) for tower in range(self.towers)], dim=1)
 
     def extra_repr(self) -> str:
         return f"towers={self.towers}"
@@ -149,7 +151,7 @@ class AlexNet(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier[6]
-        self.classifier[6] = nn.Linear(old.in_features, num_classes, device=old.weight.device)
+        self.classifier[6] = rebuild_like(old, lambda: nn.Linear(old.in_features, num_classes))
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:
@@ -225,8 +227,7 @@ class AlexNet2012(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         spec = _layers_2012(self.in_chans, num_classes)["fc8"]
-        with torch.device(self.fc8.weight.device):
-            self.fc8 = _make_layer(spec, None)
+        self.fc8 = rebuild_like(self.fc8, lambda: _make_layer(spec, None))
         self.num_classes = num_classes
 
 
@@ -261,6 +262,7 @@ class AlexNetTower(nn.Module):
         self.fc8 = self.make_fc8(num_classes)
 
     def make_fc8(self, num_classes: int) -> nn.Module | None:
+        """This tower's rows of fc8, or None when it holds no class (one-class heads)."""
         spec = _layers_2012(1, num_classes)["fc8"]
         return _make_layer(spec, self.tower) if _tower_split(num_classes)[self.tower] else None
 
@@ -328,8 +330,10 @@ class AlexNet2012ModelParallel(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         for tower in (self.tower0, self.tower1):
-            with torch.device(tower.device):
-                tower.fc8 = tower.make_fc8(num_classes)
+            if _tower_split(num_classes)[tower.tower] == 0:
+                tower.fc8 = None  # a one-class head lives on tower 0 alone
+            else:
+                tower.fc8 = rebuild_like(tower.conv1, lambda tower=tower: tower.make_fc8(num_classes))
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:
@@ -388,21 +392,27 @@ def _split_tower_state(
 
 # -- builder ---------------------------------------------------------------------------------
 def _build(
-    *, num_classes: int, in_chans: int, layout: str, devices: Sequence[str | torch.device] | None = None
+    *,
+    num_classes: int,
+    in_chans: int,
+    layout: str,
+    devices: Sequence[str | torch.device] | None = None,
+    dropout: float = 0.5,
 ) -> AtlasModel:
+    """One of the three forms; ``dropout`` (§4.2: 0.5 on fc6 and fc7) reaches every one."""
     if layout == "one_tower":
         if devices is not None:
             raise InputError("alexnet has one tower; the model-parallel form is alexnet_2012 (devices=(a, b))")
-        return AlexNet(num_classes=num_classes, in_chans=in_chans)
+        return AlexNet(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
     if devices is None:
-        return AlexNet2012(num_classes=num_classes, in_chans=in_chans)
+        return AlexNet2012(num_classes=num_classes, in_chans=in_chans, dropout=dropout)
     try:
         parsed = [torch.device(d) for d in devices]
     except (TypeError, RuntimeError) as exc:
         raise InputError(f"alexnet_2012: devices must be two torch devices, got {devices!r} ({exc})") from None
     if len(parsed) != TOWERS:
         raise InputError(f"alexnet_2012: devices must name exactly two devices (one per tower), got {devices!r}")
-    return AlexNet2012ModelParallel(num_classes=num_classes, in_chans=in_chans, devices=parsed)
+    return AlexNet2012ModelParallel(num_classes=num_classes, in_chans=in_chans, devices=parsed, dropout=dropout)
 
 
 # -- registered variants ---------------------------------------------------------------------

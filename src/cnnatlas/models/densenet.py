@@ -22,7 +22,7 @@ import torch.utils.checkpoint as checkpoint
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import paper_names_by_prefix
+from cnnatlas.layers import paper_names_by_prefix, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -209,10 +209,12 @@ class DenseNet(AtlasModel):
         return self.classifier(torch.flatten(self.global_pool(self.relu5(x)), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        # Build on the device of the current head (meta-built models stay on meta).
-        weight = self.classifier.weight
-        self.classifier = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
-        nn.init.constant_(self.classifier.bias, 0)
+        def head() -> nn.Linear:
+            fc = nn.Linear(self.num_features, num_classes)
+            nn.init.constant_(fc.bias, 0)
+            return fc
+
+        self.classifier = rebuild_like(self.classifier, head)
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

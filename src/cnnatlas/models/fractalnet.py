@@ -25,9 +25,11 @@ from collections import OrderedDict
 from typing import Any, Sequence
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
+from cnnatlas.layers import capturing_graph, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -59,6 +61,11 @@ class Join(nn.Module):
         if len(kept) == 1:
             return kept[0]
         return torch.stack(kept, 0).mean(0)
+
+    def weighted(self, inputs: Sequence[Tensor], weights: Tensor) -> Tensor:
+        """The same mean with the survivors given as 0/1 ``weights`` (for captured graphs)."""
+        stacked = torch.stack(list(inputs), 0)
+        return (stacked * weights.view(-1, 1, 1, 1, 1)).sum(0) / weights.sum()
 
     def extra_repr(self) -> str:
         return f"inputs={self.num_inputs}, mean"
@@ -94,9 +101,12 @@ class FractalBlock(nn.Module):
     def column(self, c: int) -> nn.Sequential:
         return getattr(self, f"column{c}")
 
-    def forward(self, x: Tensor, column: int | None = None, local_drop_rate: float = 0.0) -> Tensor:
+    def forward(
+        self, x: Tensor, column: int | None = None, local_drop_rate: float = 0.0, drawn_column: Tensor | None = None
+    ) -> Tensor:
         """All paths (``column=None``), one column alone, or local drop-path when
-        ``local_drop_rate`` > 0."""
+        ``local_drop_rate`` > 0. ``drawn_column`` (captured graphs only) is the mini-batch's
+        drop-path decision as a tensor, see :func:`drop_path_column`."""
         if column is not None:
             return self.column(column)(x)
         current = {c: x for c in range(1, self.num_columns + 1)}  # next input of each column
@@ -106,6 +116,9 @@ class FractalBlock(nn.Module):
             outputs = [self.column(c)[d // 2 ** (self.num_columns - c) - 1](current[c]) for c in ending]
             if len(outputs) == 1:
                 out = outputs[0]
+            elif drawn_column is not None:
+                weights = drop_path_weights(outputs[0], tuple(ending), drawn_column, local_drop_rate)
+                out = getattr(self, f"join{d}").weighted(outputs, weights)
             else:
                 keep = _local_keep_mask(len(outputs), local_drop_rate) if local_drop_rate > 0 else None
                 out = getattr(self, f"join{d}")(outputs, keep)
@@ -121,6 +134,38 @@ def _local_keep_mask(n: int, drop_rate: float) -> list[bool]:
     if not any(keep):
         keep[int(torch.randint(n, (1,), device="cpu"))] = True
     return keep
+
+
+def drop_path_column(like: Tensor, num_columns: int, global_drop_ratio: float) -> Tensor:
+    """One mini-batch's drop-path decision as a tensor (for captured graphs, see
+    :func:`cnnatlas.layers.capturing_graph`): the column global drop-path keeps (1 … C), drawn
+    with probability ``global_drop_ratio``, else 0 for local drop-path."""
+    is_global = torch.rand((), device="cpu") < global_drop_ratio
+    column = torch.randint(1, num_columns + 1, (), device="cpu")
+    return torch.where(is_global, column, torch.zeros_like(column)).to(like.device)
+
+
+def drop_path_weights(like: Tensor, ending: tuple[int, ...], drawn_column: Tensor, local_drop_rate: float) -> Tensor:
+    """0/1 weights of one join's inputs (the columns ``ending`` there) under ``drawn_column``.
+
+    Global drop-path keeps only the drawn column; a join it does not take part in feeds only
+    columns whose outputs global drop-path discards, so its weights do not matter (all 1).
+    Local drop-path keeps each input with probability 1 − ``local_drop_rate`` and, when none
+    survives, one chosen uniformly — the rule of :func:`_local_keep_mask`.
+    """
+    columns = torch.tensor(ending, device=drawn_column.device)
+    keep = torch.rand(len(ending), device=drawn_column.device) >= local_drop_rate
+    positions = torch.arange(len(ending), device=drawn_column.device)
+    fallback = positions == torch.randint(len(ending), (), device=drawn_column.device)
+    local = torch.where(keep.any(), keep, fallback)
+    chosen = columns == drawn_column
+    global_ = torch.where(chosen.any(), chosen, torch.ones_like(chosen))
+    return torch.where(drawn_column > 0, global_, local).to(like.dtype)
+
+
+# Single calls in torch.fx graphs, so the draws happen each time the graph runs.
+torch.fx.wrap("drop_path_column")
+torch.fx.wrap("drop_path_weights")
 
 
 # -- main class --------------------------------------------------------------------------------
@@ -196,6 +241,13 @@ class FractalNet(AtlasModel):
         return None, self.local_drop_rate
 
     def forward_features(self, x: Tensor) -> Tensor:
+        drop_path = self.local_drop_rate > 0 or self.global_drop_ratio > 0
+        if capturing_graph(x) and self.training and self.column is None and drop_path:
+            # The draw must happen in the graph, every time it runs; every column is computed.
+            drawn = drop_path_column(x, self.num_columns, self.global_drop_ratio)
+            for module in self.features:
+                x = module(x, None, self.local_drop_rate, drawn) if isinstance(module, FractalBlock) else module(x)
+            return x
         column, local_rate = self._plan()
         self.last_path = f"column {column}" if column is not None else ("local" if local_rate > 0 else "all")
         for module in self.features:
@@ -206,11 +258,13 @@ class FractalNet(AtlasModel):
         return self.fc(torch.flatten(self.global_pool(x), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        # Build on the device of the current head (meta-built models stay on meta).
-        weight = self.fc.weight
-        self.fc = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+        def head() -> nn.Linear:
+            fc = nn.Linear(self.num_features, num_classes)
+            nn.init.xavier_uniform_(fc.weight)
+            nn.init.zeros_(fc.bias)
+            return fc
+
+        self.fc = rebuild_like(self.fc, head)
         self.num_classes = num_classes
 
 

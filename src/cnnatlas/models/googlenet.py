@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
-from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.layers import LocalResponseNorm, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
@@ -116,6 +117,19 @@ class Inception(nn.Module):
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
+def aux_pool(x: Tensor, kernel_size: int, stride: int, out_size: int) -> Tensor:
+    """:class:`AuxPool`'s arithmetic; its choice depends on the map size."""
+    if min(x.shape[-2:]) >= kernel_size:
+        x = F.avg_pool2d(x, kernel_size, stride, ceil_mode=True)
+    if tuple(x.shape[-2:]) != (out_size, out_size):
+        x = F.adaptive_avg_pool2d(x, out_size)
+    return x
+
+
+# One call in torch.fx graphs: the size test runs when the graph runs, on the real map.
+torch.fx.wrap("aux_pool")
+
+
 class AuxPool(nn.Module):
     """The auxiliary heads' 5×5/3 average pool (§5), which maps the 14×14 maps of 4a/4d at
     224×224 input to the 4×4 maps the head's FC layer (2048 = 128·4·4 inputs) needs.
@@ -130,11 +144,7 @@ class AuxPool(nn.Module):
         self.kernel_size, self.stride, self.out_size = kernel_size, stride, out_size
 
     def forward(self, x: Tensor) -> Tensor:
-        if min(x.shape[-2:]) >= self.kernel_size:
-            x = F.avg_pool2d(x, self.kernel_size, self.stride, ceil_mode=True)
-        if tuple(x.shape[-2:]) != (self.out_size, self.out_size):
-            x = F.adaptive_avg_pool2d(x, self.out_size)
-        return x
+        return aux_pool(x, self.kernel_size, self.stride, self.out_size)
 
     def extra_repr(self) -> str:
         size = self.out_size
@@ -395,16 +405,10 @@ class GoogLeNet(AtlasModel):
         return losses[0] + 0.3 * (losses[1] + losses[2])
 
     def reset_classifier(self, num_classes: int) -> None:
-        fc = self._module("fc")
-        setattr(
-            self,
-            _TORCHVISION_NAMES["fc"] if self.layout.torchvision_names else "fc",
-            nn.Linear(fc.in_features, num_classes, device=fc.weight.device),
-        )  # meta stays meta
+        self.fc = rebuild_like(self.fc, lambda: nn.Linear(self.fc.in_features, num_classes))
         if self.aux_logits:
-            for role in ("aux1", "aux2"):
-                head = self._module(role)
-                head.fc2 = nn.Linear(head.fc2.in_features, num_classes, device=head.fc2.weight.device)
+            for head in (self.aux1, self.aux2):
+                head.fc2 = rebuild_like(head.fc2, lambda head=head: nn.Linear(head.fc2.in_features, num_classes))
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

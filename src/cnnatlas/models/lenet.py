@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
+from cnnatlas.layers import rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # Table I of the paper: which S2 feature maps (rows 0–5) each C3 map (columns 0–15) combines.
@@ -205,20 +206,23 @@ DIGIT_BITMAPS: tuple[tuple[str, ...], ...] = (
 BITMAP_HEIGHT, BITMAP_WIDTH = 12, 7
 
 
-def rbf_prototypes(num_classes: int, length: int = BITMAP_HEIGHT * BITMAP_WIDTH) -> list[list[float]]:
-    """Fixed ±1 centres of the output RBF units, one per class.
+def rbf_prototypes(num_classes: int, length: int = BITMAP_HEIGHT * BITMAP_WIDTH) -> Tensor:
+    """Fixed ±1 centres of the output RBF units, one row per class (a float32 tensor).
 
     Classes 0–9 get the digit bitmaps. Further classes (the paper extends the output to the
     full ASCII set with more bitmaps) get rows of a Walsh–Hadamard matrix truncated to
-    ``length``: ±1 codes that are far apart, like the paper's "distributed codes".
+    ``length``: ±1 codes that are far apart, like the paper's "distributed codes". Entry
+    ``(r, j)`` of the Walsh matrix is ``(−1)^popcount(r & j)``, computed for all classes at once.
     """
-    codes: list[list[float]] = []
-    for cls in range(num_classes):
-        if cls < len(DIGIT_BITMAPS) and length == BITMAP_HEIGHT * BITMAP_WIDTH:
-            codes.append([1.0 if ch == "#" else -1.0 for row in DIGIT_BITMAPS[cls] for ch in row])
-        else:
-            row = cls + 1  # row 0 of a Walsh matrix is all ones; skip it
-            codes.append([-1.0 if bin(row & j).count("1") % 2 else 1.0 for j in range(length)])
+    rows = torch.arange(1, num_classes + 1, dtype=torch.int64)  # row 0 of a Walsh matrix is all ones; skip it
+    bits = rows[:, None] & torch.arange(length, dtype=torch.int64)[None, :]
+    for shift in (32, 16, 8, 4, 2, 1):  # parity of the set bits by folding
+        bits = bits ^ (bits >> shift)
+    codes = 1.0 - 2.0 * (bits & 1).to(torch.float32)
+    if length == BITMAP_HEIGHT * BITMAP_WIDTH:
+        digits = min(num_classes, len(DIGIT_BITMAPS))
+        bitmaps = [[1.0 if ch == "#" else -1.0 for row in DIGIT_BITMAPS[c] for ch in row] for c in range(digits)]
+        codes[:digits] = torch.tensor(bitmaps, dtype=torch.float32).reshape(digits, length)
     return codes
 
 
@@ -317,8 +321,9 @@ class PartialConv2d(nn.Module):
 
     def dense_weight(self) -> Tensor:
         """The (16, 6, k, k) kernel with the real kernels in place and zeros elsewhere."""
-        first = self.groups[0].weight
-        k = first.shape[-2:]
+        # The kernel size comes from the module, not the weight's shape, so that torch.fx can
+        # trace this (a traced shape is not a tuple of ints).
+        first, k = self.groups[0].weight, self.groups[0].kernel_size
         kernels = torch.cat([conv.weight.reshape(-1, *k) for conv in self.groups])
         dense = first.new_zeros(self.out_channels * self.in_channels, *k)
         dense = dense.index_copy(0, self.dense_slots, kernels)
@@ -344,7 +349,7 @@ class EuclideanRBF(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
-        centres = torch.tensor(rbf_prototypes(num_classes, in_features))
+        centres = rbf_prototypes(num_classes, in_features)
         self.weight = nn.Parameter(centres, requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -427,9 +432,7 @@ class LeNet5(AtlasModel):
         return self.output(self.act6(self.f6(x)))
 
     def reset_classifier(self, num_classes: int) -> None:
-        device = self.f6.weight.device
-        with torch.device(device):
-            self.output = self._make_head(num_classes)
+        self.output = rebuild_like(self.output, lambda: self._make_head(num_classes))
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

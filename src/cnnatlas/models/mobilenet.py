@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import paper_names_by_prefix
+from cnnatlas.layers import paper_names_by_prefix, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -141,11 +141,13 @@ class MobileNetV1(AtlasModel):
         return self.classifier(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        # Build on the device of the current head (meta-built models stay on meta).
-        weight = self.classifier.weight
-        self.classifier = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
-        nn.init.normal_(self.classifier.weight, 0, 0.01)
-        nn.init.zeros_(self.classifier.bias)
+        def head() -> nn.Linear:
+            fc = nn.Linear(self.num_features, num_classes)
+            nn.init.normal_(fc.weight, 0, 0.01)
+            nn.init.zeros_(fc.bias)
+            return fc
+
+        self.classifier = rebuild_like(self.classifier, head)
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
+from cnnatlas.layers import rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
@@ -118,10 +119,14 @@ class NiN(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier
-        new = nn.Conv2d(old.in_channels, num_classes, 1, device=old.weight.device)  # meta stays meta
-        nn.init.kaiming_normal_(new.weight, mode="fan_in", nonlinearity="relu")
-        nn.init.zeros_(new.bias)
-        setattr(self, self._head_names[0], new)
+
+        def head() -> nn.Conv2d:
+            conv = nn.Conv2d(old.in_channels, num_classes, 1)
+            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+            return conv
+
+        setattr(self, self._head_names[0], rebuild_like(old, head))
         self.num_classes = num_classes
 
 

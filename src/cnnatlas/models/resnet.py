@@ -14,13 +14,15 @@ Papers:
 - Huang, Sun, Liu, Sedra, Weinberger 2016, "Deep Networks with Stochastic Depth" (ECCV 2016,
   arXiv:1603.09382): every variant takes ``drop_path_rate`` = 1 − p_L.
 
-One block class, :class:`ResidualBlock`, covers the basic, bottleneck, pre-activation, wide and
-grouped-bottleneck blocks: a residual branch described by a list of :class:`ConvSpec` rows, a
-shortcut (identity, option A zero-pad + subsample, or 1×1 projection, or none for the plain
-nets), post- or pre-activation ordering, optional dropout before the last convolution (WRN),
-and optional stochastic depth. Parameter keys follow torchvision (``conv1``, ``bn1``,
-``layer1.0.conv2``, ``layer1.0.downsample.0``, ``fc``) so torchvision's state dicts load into
-the ImageNet ResNet, Wide ResNet and ResNeXt variants unchanged.
+Four blocks, each with its own ``forward`` as its paper draws it: post-activation
+:class:`BasicBlock` and :class:`Bottleneck` (He 2015; a grouped 3×3 makes the ResNeXt block, a
+wider bottleneck WRN-50-2), and pre-activation :class:`PreActBasicBlock` (He 2016, WRN's
+B(3,3)) and :class:`PreActBottleneck`. Their shared base :class:`ResidualBlock` adds the
+shortcut (identity, option A zero-pad + subsample, 1×1 projection, or none for the plain
+nets), WRN's optional dropout before the last convolution and stochastic depth. Parameter
+keys follow torchvision (``conv1``, ``bn1``, ``layer1.0.conv2``, ``layer1.0.downsample.0``,
+``fc``) so torchvision's state dicts load into the ImageNet ResNet, Wide ResNet and ResNeXt
+variants unchanged.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
+from cnnatlas.layers import capturing_graph, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 SHORTCUTS = ("A", "B", "C", "none")
@@ -42,16 +46,6 @@ SHORTCUTS = ("A", "B", "C", "none")
 # ----------------------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """One convolution of a residual branch: square ``kernel``, ``out`` channels."""
-
-    kernel: int
-    out: int
-    stride: int = 1
-    groups: int = 1
 
 
 class ZeroPadShortcut(nn.Module):
@@ -78,158 +72,291 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_chans}->{self.out_chans}, stride={self.stride} (zero-pad, no parameters)"
 
 
-class ResidualBlock(nn.Module):
-    """The one residual skeleton: ``out = act(scale · branch(x) + shortcut(x))``.
+def survival_draw(like: Tensor, survival: float) -> Tensor:
+    """1 with probability ``survival``, else 0: one stochastic-depth decision for a whole
+    mini-batch, as a tensor, for captured graphs (see :func:`cnnatlas.layers.capturing_graph`)."""
+    return (torch.rand((), device=like.device) < survival).to(like.dtype)
 
-    ``convs`` lists the branch's convolutions (basic: two 3×3; bottleneck: 1×1, 3×3, 1×1;
-    ResNeXt: the 3×3 with ``groups``). Post-activation (He 2015) orders each as conv → BN →
-    ReLU, the last ReLU after the addition; pre-activation (He 2016) orders BN → ReLU → conv
-    and adds nothing after the sum, so the identity path stays clean.
+
+# A leaf of torch.fx graphs: traced as one call, so the draw happens each time the graph runs.
+torch.fx.wrap("survival_draw")
+
+
+def _conv(in_chans: int, out_chans: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_chans, out_chans, kernel, stride, kernel // 2, groups=groups, bias=False)
+
+
+def _dropout(rate: float) -> nn.Dropout | None:
+    return nn.Dropout(rate) if rate > 0 else None
+
+
+class ResidualBlock(nn.Module):
+    """What every residual block shares: ``out = after_sum(scale · F(x) + shortcut(x))``.
+
+    The four block types below write their branch ``F`` explicitly (torchvision's parameter
+    names, ``conv1``, ``bn1`` …); this base class adds the shortcut and the sum:
 
     ``shortcut``: "A" zero-pad + subsample where dimensions change, "B" 1×1 projection where
     they change (torchvision's), "C" projection everywhere, "none" the plain net (no sum).
-    In pre-activation blocks a projection sees the pre-activated input (as in the authors'
-    code and in WRN) and has no BN of its own; identity and option-A paths see raw ``x``.
-
-    ``preact_input=False`` drops the leading BN-ReLU of a pre-activation block whose input was
-    just normalised and activated by the stem (the authors' ImageNet pre-act net, "no_preact").
+    Post-activation blocks (He 2015) apply ReLU after the sum; pre-activation blocks (He 2016)
+    add nothing after it, so the identity path stays clean, and their projection shortcut sees
+    the pre-activated input (as in the authors' code and in WRN) and has no BN of its own.
 
     Stochastic depth (Huang et al. 2016): with ``survival`` = p_l < 1 the branch runs with
     probability p_l per mini-batch in training (one draw for the whole batch, as in the paper;
     the shortcut, identity or projection, always runs) and, at test time, always runs with its
     output scaled by p_l (eq. 5 of the paper).
+
+    The residual is added in place, as torchvision does, so a block's output shares the
+    storage of its last BN (or convolution) output: activation memory matches torchvision's.
     """
 
-    def __init__(
-        self,
-        in_chans: int,
-        convs: Sequence[ConvSpec],
-        *,
-        preact: bool = False,
-        preact_input: bool = True,
-        shortcut: str = "B",
-        survival: float = 1.0,
-        dropout: float = 0.0,
-    ) -> None:
+    preact = False
+
+    def __init__(self, in_chans: int, out_chans: int, stride: int, *, shortcut: str, survival: float) -> None:
         super().__init__()
         if shortcut not in SHORTCUTS:
             raise InputError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
         if not 0.0 < survival <= 1.0:
             raise InputError(f"survival probability must be in (0, 1], got {survival}")
-        self.in_chans, self.out_chans = in_chans, convs[-1].out
-        self.stride = 1
-        for spec in convs:
-            self.stride *= spec.stride
-        self.preact = preact
-        self.num_convs = len(convs)
-        self.survival = float(survival)
-
-        # Build the branch as named modules and remember the order in which they run. The
-        # names are torchvision's (conv_i, bn_i); ``_lead`` is the pre-activation that the
-        # branch and a projection shortcut share, ``_branch`` the rest.
-        lead: list[str] = []
-        branch: list[str] = []
-        chans = in_chans
-        last = len(convs)
-        for i, spec in enumerate(convs, start=1):
-            conv = nn.Conv2d(
-                chans, spec.out, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups, bias=False
-            )
-            if preact:
-                if i > 1 or preact_input:
-                    self.add_module(f"bn{i}", nn.BatchNorm2d(chans))
-                    self.add_module(f"relu{i}", nn.ReLU(inplace=True))
-                    (lead if i == 1 else branch).extend([f"bn{i}", f"relu{i}"])
-                if i == last and dropout > 0:
-                    self.dropout = nn.Dropout(dropout)
-                    branch.append("dropout")
-                self.add_module(f"conv{i}", conv)
-                branch.append(f"conv{i}")
-            else:
-                if i == last and dropout > 0:
-                    self.dropout = nn.Dropout(dropout)
-                    branch.append("dropout")
-                self.add_module(f"conv{i}", conv)
-                self.add_module(f"bn{i}", nn.BatchNorm2d(spec.out))
-                branch.extend([f"conv{i}", f"bn{i}"])
-                if i < last:
-                    self.add_module(f"relu{i}", nn.ReLU(inplace=True))
-                    branch.append(f"relu{i}")
-            chans = spec.out
-        self._lead = tuple(lead)
-        self._branch = tuple(branch)
-
-        changes_shape = self.stride != 1 or in_chans != self.out_chans
+        self.in_chans, self.out_chans, self.stride = in_chans, out_chans, stride
         self.has_shortcut = shortcut != "none"
-        self.shortcut_on_preact = False
+        self.survival = float(survival)
+        self._shortcut_kind = shortcut
+
+    def _add_shortcut(self) -> None:
+        """Register ``downsample`` (torchvision's name) after the branch's modules."""
+        shortcut, stride = self._shortcut_kind, self.stride
+        changes_shape = stride != 1 or self.in_chans != self.out_chans
         if shortcut == "C" or (shortcut == "B" and changes_shape):
-            layers: list[nn.Module] = [nn.Conv2d(in_chans, self.out_chans, 1, self.stride, bias=False)]
-            if not preact:
+            layers: list[nn.Module] = [nn.Conv2d(self.in_chans, self.out_chans, 1, stride, bias=False)]
+            if not self.preact:
                 layers.append(nn.BatchNorm2d(self.out_chans))
             self.downsample: nn.Module | None = nn.Sequential(*layers)
-            self.shortcut_on_preact = preact
         elif shortcut == "A" and changes_shape:
-            self.downsample = ZeroPadShortcut(in_chans, self.out_chans, self.stride)
+            self.downsample = ZeroPadShortcut(self.in_chans, self.out_chans, stride)
         else:
             self.downsample = None
         # Post-activation nets apply ReLU after the sum; pre-activation nets do not.
-        self.relu = None if preact else nn.ReLU(inplace=True)
+        self.relu = None if self.preact else nn.ReLU(inplace=True)
+
+    def preactivate(self, x: Tensor) -> Tensor:
+        """BN-ReLU shared by the branch and a projection shortcut (pre-activation blocks)."""
+        return x
+
+    def branch(self, x: Tensor) -> Tensor:
+        """F of the paper, from the (pre-activated) input."""
+        raise NotImplementedError
 
     def residual(self, x: Tensor) -> Tensor:
         """The branch alone, from the block's raw input (used by tests and the analyser)."""
-        for name in self._lead + self._branch:
-            x = getattr(self, name)(x)
-        return x
+        return self.branch(self.preactivate(x))
+
+    def _after_sum(self, out: Tensor) -> Tensor:
+        return self.relu(out) if self.relu is not None else out
 
     def forward(self, x: Tensor) -> Tensor:
-        act = x
-        for name in self._lead:
-            act = getattr(self, name)(act)
+        act = self.preactivate(x)
         if not self.has_shortcut:  # plain net: no sum, no stochastic depth
-            out = act
-            for name in self._branch:
-                out = getattr(self, name)(out)
-            return self.relu(out) if self.relu is not None else out
+            return self._after_sum(self.branch(act))
         if self.downsample is None:
             identity = x
         else:
-            identity = self.downsample(act if self.shortcut_on_preact else x)
-        if self.survival < 1.0:
-            if self.training:
-                # One draw per mini-batch (paper §3); a CPU draw works for meta models too.
-                if float(torch.rand((), device="cpu")) >= self.survival:
-                    # Branch dropped: H_l = ReLU(id(H_{l-1})) (paper eq. 3); out of place so
-                    # the block's input, possibly saved for backward, is never modified.
-                    return torch.relu(identity) if self.relu is not None else identity
-        out = act
-        for name in self._branch:
-            out = getattr(self, name)(out)
-        if self.survival < 1.0 and not self.training:
-            out = out * self.survival  # test-time expected value, paper eq. 5
-        out = out + identity
-        return self.relu(out) if self.relu is not None else out
+            identity = self.downsample(act if self.preact else x)
+        if self.survival == 1.0:
+            out = self.branch(act)
+        elif not self.training:
+            out = self.branch(act) * self.survival  # test-time expected value, paper eq. 5
+        elif capturing_graph(x):
+            out = self.branch(act) * survival_draw(identity, self.survival)
+        elif float(torch.rand((), device="cpu")) < self.survival:  # one draw per mini-batch (§3)
+            out = self.branch(act)
+        else:
+            # Branch dropped: H_l = ReLU(id(H_{l-1})) (paper eq. 3); out of place so the
+            # block's input, possibly saved for backward, is never modified.
+            return torch.relu(identity) if self.relu is not None else identity
+        out += identity
+        return self._after_sum(out)
 
     def extra_repr(self) -> str:
         return f"survival={self.survival:g}" if self.survival < 1.0 else ""
 
 
-def basic_convs(planes: int, stride: int) -> list[ConvSpec]:
-    """Two 3×3 convolutions of ``planes`` channels (He 2015 Fig. 5 left; WRN's B(3,3))."""
-    return [ConvSpec(3, planes, stride), ConvSpec(3, planes)]
+class BasicBlock(ResidualBlock):
+    """He 2015 Fig. 5 left (post-activation): 3×3 conv-BN-ReLU → 3×3 conv-BN, + shortcut, ReLU.
+
+    ``dropout`` (WRN's) sits between the two convolutions.
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        shortcut: str = "B",
+        survival: float = 1.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_chans, planes, stride, shortcut=shortcut, survival=survival)
+        self.conv1 = _conv(in_chans, planes, 3, stride)
+        self.bn1, self.relu1 = nn.BatchNorm2d(planes), nn.ReLU(inplace=True)
+        self.dropout = _dropout(dropout)
+        self.conv2, self.bn2 = _conv(planes, planes, 3), nn.BatchNorm2d(planes)
+        self._add_shortcut()
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return self.bn2(self.conv2(out))
 
 
 def bottleneck_convs(
-    planes: int, stride: int, *, groups: int = 1, width_per_group: int = 64, stride_on_1x1: bool = False
-) -> list[ConvSpec]:
-    """1×1 reduce → 3×3 (grouped for ResNeXt) → 1×1 expand to 4·planes (He 2015 Fig. 5 right).
+    in_chans: int, planes: int, stride: int, groups: int, width_per_group: int, stride_on_1x1: bool
+) -> tuple[nn.Conv2d, nn.Conv2d, nn.Conv2d]:
+    """The 1×1 reduce, 3×3 (grouped) and 1×1 expand convolutions of either bottleneck.
 
-    The inner width is torchvision's ``int(planes · width_per_group / 64) · groups``: plain
+    The inner width is torchvision's ``int(planes · width_per_group / 64) · groups``: the plain
     bottleneck for 64/1, Wide ResNet-50-2 for 128/1, ResNeXt 32×4d for 4/32. The stride sits on
     the 3×3 ("ResNet v1.5", torchvision) unless ``stride_on_1x1`` (the paper's placement).
     """
     width = int(planes * width_per_group / 64) * groups
     first, middle = (stride, 1) if stride_on_1x1 else (1, stride)
-    return [ConvSpec(1, width, first), ConvSpec(3, width, middle, groups), ConvSpec(1, planes * 4)]
+    return (
+        _conv(in_chans, width, 1, first),
+        _conv(width, width, 3, middle, groups),
+        _conv(width, planes * Bottleneck.expansion, 1),
+    )
+
+
+class Bottleneck(ResidualBlock):
+    """He 2015 Fig. 5 right (post-activation): 1×1 reduce → 3×3 (grouped for ResNeXt, Xie et al.
+    2017 Fig. 3c) → 1×1 expand to 4·planes, each conv-BN, ReLU between; + shortcut, ReLU.
+
+    See :func:`bottleneck_convs` for the inner width and the stride's place.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_chans: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        width_per_group: int = 64,
+        stride_on_1x1: bool = False,
+        shortcut: str = "B",
+        survival: float = 1.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_chans, planes * self.expansion, stride, shortcut=shortcut, survival=survival)
+        conv1, conv2, conv3 = bottleneck_convs(in_chans, planes, stride, groups, width_per_group, stride_on_1x1)
+        self.conv1, self.bn1, self.relu1 = conv1, nn.BatchNorm2d(conv1.out_channels), nn.ReLU(inplace=True)
+        self.conv2, self.bn2, self.relu2 = conv2, nn.BatchNorm2d(conv2.out_channels), nn.ReLU(inplace=True)
+        self.dropout = _dropout(dropout)
+        self.conv3, self.bn3 = conv3, nn.BatchNorm2d(self.out_chans)
+        self._add_shortcut()
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.relu2(self.bn2(self.conv2(out)))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return self.bn3(self.conv3(out))
+
+
+class PreActBasicBlock(ResidualBlock):
+    """He 2016 Fig. 1b / WRN's B(3,3): BN-ReLU → 3×3 conv → BN-ReLU → (dropout) → 3×3 conv,
+    + shortcut, nothing after the sum.
+
+    ``preact_input=False`` drops the leading BN-ReLU of a block whose input was just normalised
+    and activated by the stem (the authors' ImageNet pre-act net, "no_preact").
+    """
+
+    preact = True
+
+    def __init__(
+        self,
+        in_chans: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        preact_input: bool = True,
+        shortcut: str = "B",
+        survival: float = 1.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_chans, planes, stride, shortcut=shortcut, survival=survival)
+        self.bn1 = nn.BatchNorm2d(in_chans) if preact_input else None
+        self.relu1 = nn.ReLU(inplace=True) if preact_input else None
+        self.conv1 = _conv(in_chans, planes, 3, stride)
+        self.bn2, self.relu2 = nn.BatchNorm2d(planes), nn.ReLU(inplace=True)
+        self.dropout = _dropout(dropout)
+        self.conv2 = _conv(planes, planes, 3)
+        self._add_shortcut()
+
+    def preactivate(self, x: Tensor) -> Tensor:
+        return self.relu1(self.bn1(x)) if self.bn1 is not None else x
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.relu2(self.bn2(self.conv1(x)))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return self.conv2(out)
+
+
+class PreActBottleneck(ResidualBlock):
+    """He 2016's bottleneck (ResNet-164/1001): BN-ReLU → 1×1 → BN-ReLU → 3×3 → BN-ReLU → 1×1
+    to 4·planes, + shortcut, nothing after the sum. Options as :class:`Bottleneck` and
+    :class:`PreActBasicBlock`."""
+
+    preact = True
+    expansion = 4
+
+    def __init__(
+        self,
+        in_chans: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        groups: int = 1,
+        width_per_group: int = 64,
+        stride_on_1x1: bool = False,
+        preact_input: bool = True,
+        shortcut: str = "B",
+        survival: float = 1.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_chans, planes * self.expansion, stride, shortcut=shortcut, survival=survival)
+        conv1, conv2, conv3 = bottleneck_convs(in_chans, planes, stride, groups, width_per_group, stride_on_1x1)
+        self.bn1 = nn.BatchNorm2d(in_chans) if preact_input else None
+        self.relu1 = nn.ReLU(inplace=True) if preact_input else None
+        self.conv1, self.bn2, self.relu2 = conv1, nn.BatchNorm2d(conv1.out_channels), nn.ReLU(inplace=True)
+        self.conv2, self.bn3, self.relu3 = conv2, nn.BatchNorm2d(conv2.out_channels), nn.ReLU(inplace=True)
+        self.dropout = _dropout(dropout)
+        self.conv3 = conv3
+        self._add_shortcut()
+
+    def preactivate(self, x: Tensor) -> Tensor:
+        return self.relu1(self.bn1(x)) if self.bn1 is not None else x
+
+    def branch(self, x: Tensor) -> Tensor:
+        out = self.relu2(self.bn2(self.conv1(x)))
+        out = self.relu3(self.bn3(self.conv2(out)))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return self.conv3(out)
+
+
+BLOCK_TYPES: dict[tuple[str, bool], type[ResidualBlock]] = {
+    ("basic", False): BasicBlock,
+    ("bottleneck", False): Bottleneck,
+    ("basic", True): PreActBasicBlock,
+    ("bottleneck", True): PreActBottleneck,
+}
 
 
 def survival_probabilities(num_blocks: int, drop_path_rate: float) -> list[float]:
@@ -270,7 +397,7 @@ def count_executed_blocks(model: nn.Module) -> Iterator[dict[str, int]]:
 
 
 class ResNet(AtlasModel):
-    """A residual (or plain) network: stem → stages of :class:`ResidualBlock` → pool → fc.
+    """A residual (or plain) network: stem → stages of residual blocks → pool → fc.
 
     ``stem="imagenet"``: 7×7/2 conv, BN, ReLU, 3×3/2 max pool (Table 1 "conv1", "pool1").
     ``stem="cifar"``: one 3×3 conv of ``stem_width`` (§4.2), followed by BN-ReLU in
@@ -302,69 +429,57 @@ class ResNet(AtlasModel):
         zero_init_residual: bool = False,
     ) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans)
-        if block not in ("basic", "bottleneck"):
-            raise InputError(f"block must be 'basic' or 'bottleneck', got {block!r}")
-        if stem not in ("imagenet", "cifar"):
-            raise InputError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
-        if block == "basic" and (groups != 1 or width_per_group != 64):
-            raise InputError("basic blocks take no groups/width_per_group (use block='bottleneck')")
-        if shortcut not in SHORTCUTS:
-            raise InputError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
-        if shortcut == "none" and drop_path_rate > 0:
-            raise InputError("stochastic depth needs shortcuts: a plain net cannot drop a block")
+        _check_options(block, stem, shortcut, groups, width_per_group, drop_path_rate)
         self.block, self.preact, self.shortcut = block, preact, shortcut
         self.drop_path_rate = drop_path_rate
+        stem_activates = self._make_stem(in_chans, stem, stem_width)
+        options: dict[str, Any] = {"shortcut": shortcut, "dropout": dropout}
+        if block == "bottleneck":
+            options.update(groups=groups, width_per_group=width_per_group, stride_on_1x1=stride_on_1x1)
+        chans = self._make_stages(stem_width, depths, widths, BLOCK_TYPES[block, preact], options, stem_activates)
+        self._make_head(chans, num_classes)
+        self._init_weights(zero_init_residual)
 
+    def _make_stem(self, in_chans: int, stem: str, stem_width: int) -> bool:
+        """conv1 (+ BN-ReLU unless a pre-activation CIFAR net) (+ pool1 for ImageNet); returns
+        whether the stem ends activated."""
         self.conv1 = nn.Conv2d(in_chans, stem_width, *((7, 2, 3) if stem == "imagenet" else (3, 1, 1)), bias=False)
-        stem_names = ["conv1"]
-        stem_activates = stem == "imagenet" or not preact
-        if stem_activates:
-            self.bn1 = nn.BatchNorm2d(stem_width)
-            self.relu = nn.ReLU(inplace=True)
-            stem_names += ["bn1", "relu"]
-        if stem == "imagenet":
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-            stem_names.append("maxpool")
-        self._stem = tuple(stem_names)
+        activates = stem == "imagenet" or not self.preact
+        self.bn1 = nn.BatchNorm2d(stem_width) if activates else None
+        self.relu = nn.ReLU(inplace=True) if activates else None
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == "imagenet" else None
+        return activates
 
-        survivals = iter(survival_probabilities(sum(depths), drop_path_rate))
-        chans = stem_width
-        self._stages: list[str] = []
+    def _make_stages(
+        self,
+        chans: int,
+        depths: Sequence[int],
+        widths: Sequence[int],
+        block_type: type[ResidualBlock],
+        options: dict[str, Any],
+        stem_activates: bool,
+    ) -> int:
+        """``layer1`` … (torchvision's names); returns the channels of the last stage."""
+        survivals = iter(survival_probabilities(sum(depths), self.drop_path_rate))
         for index, (depth, planes) in enumerate(zip(depths, widths)):
             blocks = []
             for j in range(depth):
+                first = index == 0 and j == 0
+                if self.preact:
+                    # the stem's BN-ReLU already activated the very first block's input
+                    options["preact_input"] = not (stem_activates and first)
                 stride = 2 if (index > 0 and j == 0) else 1
-                if block == "basic":
-                    convs = basic_convs(planes, stride)
-                else:
-                    convs = bottleneck_convs(
-                        planes, stride, groups=groups, width_per_group=width_per_group, stride_on_1x1=stride_on_1x1
-                    )
-                blocks.append(
-                    ResidualBlock(
-                        chans,
-                        convs,
-                        preact=preact,
-                        # the stem's BN-ReLU already activated the very first block's input
-                        preact_input=not (preact and stem_activates and index == 0 and j == 0),
-                        shortcut=shortcut,
-                        survival=next(survivals),
-                        dropout=dropout,
-                    )
-                )
-                chans = convs[-1].out
-            name = f"layer{index + 1}"
-            self.add_module(name, nn.Sequential(*blocks))
-            self._stages.append(name)
-        if preact:
-            self.bn_final = nn.BatchNorm2d(chans)
-            self.relu_final = nn.ReLU(inplace=True)
-            self._stages += ["bn_final", "relu_final"]
-        self._features = self._stem + tuple(self._stages)
+                blocks.append(block_type(chans, planes, stride, survival=next(survivals), **options))
+                chans = blocks[-1].out_chans
+            self.add_module(f"layer{index + 1}", nn.Sequential(*blocks))
+        return chans
+
+    def _make_head(self, chans: int, num_classes: int) -> None:
+        self.bn_final = nn.BatchNorm2d(chans) if self.preact else None
+        self.relu_final = nn.ReLU(inplace=True) if self.preact else None
         self.num_features = chans
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(chans, num_classes)
-        self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         # torchvision's scheme (He et al. 2015 init, [13] of the ResNet paper): Kaiming normal
@@ -377,21 +492,34 @@ class ResNet(AtlasModel):
                 nn.init.constant_(module.bias, 0)
         if zero_init_residual:  # Goyal et al. 2017: each block starts as the identity
             for module in self.modules():
-                if isinstance(module, ResidualBlock) and not module.preact:
-                    nn.init.constant_(getattr(module, f"bn{module.num_convs}").weight, 0)
+                if isinstance(module, Bottleneck):
+                    nn.init.constant_(module.bn3.weight, 0)
+                elif isinstance(module, BasicBlock):
+                    nn.init.constant_(module.bn2.weight, 0)
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        """``layer1`` … ``layerN`` (conv2_x … of the paper), in order."""
+        return [module for name, module in self.named_children() if name.startswith("layer")]
 
     # -- the interface -------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
-        for name in self._features:
-            x = getattr(self, name)(x)
+        x = self.conv1(x)
+        if self.bn1 is not None:
+            x = self.relu(self.bn1(x))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
+        for stage in self.stages:
+            x = stage(x)
+        if self.bn_final is not None:
+            x = self.relu_final(self.bn_final(x))
         return x
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        weight = self.fc.weight
-        self.fc = nn.Linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
+        self.fc = rebuild_like(self.fc, lambda: nn.Linear(self.num_features, num_classes))
         self.num_classes = num_classes
 
     def blocks(self) -> list[ResidualBlock]:
@@ -402,13 +530,26 @@ class ResNet(AtlasModel):
         # He 2015 Table 1 names the stem conv1/pool1 and the stages conv2_x … conv5_x; the CIFAR
         # nets (§4.2) follow the same scheme, conv2_x … conv4_x for their three stages.
         names = {"conv1": "conv1", "avgpool": "avg_pool", "fc": "fc"}
-        if "maxpool" in self._stem:
+        if self.maxpool is not None:
             names["maxpool"] = "pool1"
-        for index, stage in enumerate(s for s in self._stages if s.startswith("layer")):
-            names[stage] = f"conv{index + 2}_x"
-            for j in range(len(getattr(self, stage))):
-                names[f"{stage}.{j}"] = f"conv{index + 2}_{j + 1}"
+        for index, stage in enumerate(self.stages):
+            names[f"layer{index + 1}"] = f"conv{index + 2}_x"
+            for j in range(len(stage)):
+                names[f"layer{index + 1}.{j}"] = f"conv{index + 2}_{j + 1}"
         return names
+
+
+def _check_options(block: str, stem: str, shortcut: str, groups: int, width_per_group: int, drop_path: float) -> None:
+    if block not in ("basic", "bottleneck"):
+        raise InputError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    if stem not in ("imagenet", "cifar"):
+        raise InputError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+    if block == "basic" and (groups != 1 or width_per_group != 64):
+        raise InputError("basic blocks take no groups/width_per_group (use block='bottleneck')")
+    if shortcut not in SHORTCUTS:
+        raise InputError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
+    if shortcut == "none" and drop_path > 0:
+        raise InputError("stochastic depth needs shortcuts: a plain net cannot drop a block")
 
 
 # ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import paper_names_by_prefix
+from cnnatlas.layers import paper_names_by_prefix, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -170,12 +170,13 @@ class SqueezeNet(AtlasModel):
         return torch.flatten(self.classifier(x), 1)
 
     def reset_classifier(self, num_classes: int) -> None:
-        # Build on the device of the current head (meta-built models stay on meta).
-        weight = self.classifier[1].weight
-        final_conv = nn.Conv2d(self.num_features, num_classes, kernel_size=1, device=weight.device, dtype=weight.dtype)
-        nn.init.normal_(final_conv.weight, mean=0.0, std=0.01)
-        nn.init.constant_(final_conv.bias, 0)
-        self.classifier[1] = final_conv
+        def head() -> nn.Conv2d:
+            final_conv = nn.Conv2d(self.num_features, num_classes, kernel_size=1)
+            nn.init.normal_(final_conv.weight, mean=0.0, std=0.01)
+            nn.init.constant_(final_conv.bias, 0)
+            return final_conv
+
+        self.classifier[1] = rebuild_like(self.classifier[1], head)
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

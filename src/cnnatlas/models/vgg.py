@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.layers import LocalResponseNorm, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 # -- configuration table (the paper's Table 1) ------------------------------------------------
@@ -135,10 +135,14 @@ class VGG(AtlasModel):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier[6]
-        # On the old layer's device, so a model built on the meta device stays there.
-        self.classifier[6] = nn.Linear(old.in_features, num_classes, device=old.weight.device)
-        nn.init.normal_(self.classifier[6].weight, 0.0, 0.01)
-        nn.init.zeros_(self.classifier[6].bias)
+
+        def head() -> nn.Linear:
+            layer = nn.Linear(old.in_features, num_classes)
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+            nn.init.zeros_(layer.bias)
+            return layer
+
+        self.classifier[6] = rebuild_like(old, head)
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

@@ -18,13 +18,13 @@ after pooling.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import LocalResponseNorm
+from cnnatlas.layers import LocalResponseNorm, rebuild_like
 from cnnatlas.registry import ModelInfo, Paper, register_model
 
 
@@ -48,7 +48,9 @@ class ZFNet(AtlasModel):
     min_input_size = 207
     max_input_size = 238
 
-    def __init__(self, *, num_classes: int, in_chans: int, widths: tuple[int, int, int], dropout: float = 0.5) -> None:
+    def __init__(
+        self, *, num_classes: int, in_chans: int, widths: Sequence[int] = (384, 384, 256), dropout: float = 0.5
+    ) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans)
         c3, c4, c5 = widths
         self.conv1 = nn.Conv2d(in_chans, 96, kernel_size=7, stride=2, padding=1)
@@ -78,11 +80,12 @@ class ZFNet(AtlasModel):
                 self._init(module)
 
     @staticmethod
-    def _init(layer: nn.Module) -> None:
+    def _init(layer: nn.Linear) -> nn.Linear:
         # §3: "All weights are initialized to 10^-2 and biases are set to 0" — read, as in
         # Krizhevsky et al. whom they follow, as weights drawn with standard deviation 0.01.
         nn.init.normal_(layer.weight, mean=0.0, std=0.01)
         nn.init.zeros_(layer.bias)
+        return layer
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.norm1(self.pool1(self.relu1(self.conv1(x))))
@@ -96,9 +99,7 @@ class ZFNet(AtlasModel):
         return self.fc8(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        with torch.device(self.fc8.weight.device):
-            self.fc8 = nn.Linear(self.fc8.in_features, num_classes)
-        self._init(self.fc8)
+        self.fc8 = rebuild_like(self.fc8, lambda: self._init(nn.Linear(self.fc8.in_features, num_classes)))
         self.num_classes = num_classes
 
     def after_optimizer_step(self) -> None:
@@ -113,11 +114,6 @@ class ZFNet(AtlasModel):
             if isinstance(module, nn.Conv2d):
                 rms = module.weight.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
                 module.weight.mul_(torch.clamp(radius / rms, max=1.0))
-
-
-# -- builder ---------------------------------------------------------------------------------
-def _build(*, num_classes: int, in_chans: int, widths: tuple[int, int, int]) -> ZFNet:
-    return ZFNet(num_classes=num_classes, in_chans=in_chans, widths=tuple(widths))  # type: ignore[arg-type]
 
 
 # -- registered variants ---------------------------------------------------------------------
@@ -155,7 +151,7 @@ for _variant in _VARIANTS:
             default_recipe="zfnet",
             defaults={"widths": _variant["widths"]},
         ),
-        _build,
+        ZFNet,  # the class is the builder: every constructor option (widths, dropout) is settable
     )
 
 __all__ = ["ZFNet"]

@@ -9,26 +9,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from cnnatlas.analysis.graph import layer_kind
 from cnnatlas.errors import InputError
-
-# -- which layers are which ------------------------------------------------------------------
-
-
-def layer_kind(row: Any) -> str:
-    """ "conv", "fc", "pool" or "other" for an analysis row (cnnatlas.analysis.LayerRow).
-
-    Convolutions are module or functional convolutions; fully connected layers are ``Linear``
-    (or its ``addmm``/``linear`` ops) and any other layer with weights and a flat output (LeNet-5's
-    RBF output layer); pooling includes LeNet-5's trainable subsampling.
-    """
-    kind = row.type.lower()
-    if "conv" in kind:
-        return "conv"
-    if kind in ("linear", "addmm", "mm", "matmul") or (row.params > 0 and len(row.output_shape) == 2):
-        return "fc"
-    if "pool" in kind or "subsampling" in kind:
-        return "pool"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -98,7 +80,7 @@ class BubblePoint:
 def expand_models(patterns: Sequence[str] | None) -> list[str]:
     """Registered names matching names or fnmatch patterns, in the order given; an unknown
     name or a pattern matching nothing is an InputError."""
-    from cnnatlas.registry import _lookup, list_models
+    from cnnatlas.registry import list_models, lookup
 
     if not patterns:
         return list_models()
@@ -109,7 +91,7 @@ def expand_models(patterns: Sequence[str] | None) -> list[str]:
             if not matched:
                 raise InputError(f"no registered model matches {pattern!r}; run `cnnatlas models` for the list")
         else:
-            _lookup(pattern)  # raises InputError with suggestions
+            lookup(pattern)  # raises InputError with suggestions
             matched = [pattern]
         names.extend(n for n in matched if n not in names)
     return names
@@ -174,7 +156,7 @@ def winner_bars() -> list[WinnerBar]:
     """One bar per team and year (entries without outside data); outside-data entries ride along."""
     from cnnatlas.analysis import analyze
     from cnnatlas.published import ILSVRC_ENTRIES
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
     bars: list[WinnerBar] = []
     depths: dict[str, int] = {}
@@ -184,7 +166,7 @@ def winner_bars() -> list[WinnerBar]:
         if entry.model not in depths:
             depths[entry.model] = analyze(entry.model).totals["network_depth"]
         extra = tuple(e for e in ILSVRC_ENTRIES if e.outside_data and e.year == entry.year and e.team == entry.team)
-        paper = _lookup(entry.model)[0].paper
+        paper = lookup(entry.model).info.paper
         bars.append(
             WinnerBar(
                 entry.year,

@@ -48,7 +48,10 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
     if preference.startswith("cuda"):
         if not torch.cuda.is_available():
             raise InputError("--device cuda was asked for but PyTorch sees no CUDA device")
-        return torch.device(preference if ":" in preference else f"cuda:{local_rank}")
+        index = preference[5:] if ":" in preference else str(local_rank)
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise InputError(f"--device {preference}: there is no such CUDA device ({torch.cuda.device_count()} seen)")
+        return torch.device(f"cuda:{index}")
     return torch.device("cpu")
 
 

@@ -1,7 +1,8 @@
 """Evaluation with the papers' test-time protocols, ensembles, and prediction.
 
 ``evaluate(model, dataset, adapter=…)`` returns ``{"top1", "top5", "loss", "n"}`` — fractions,
-not percent (DESIGN.md §5). The trainer calls it every epoch with ``tta="none"``.
+not percent (docs/evaluation.md). The trainer calls it with ``tta="none"`` on the validation
+split after every epoch and on the test split once, after the last.
 
 Test-time protocols (``tta``); every view is taken from the *model-ready* batch (after the
 run's :class:`~cnnatlas.train.adapt.InputAdapter`), so they need no knowledge of how the
@@ -43,7 +44,6 @@ import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -210,10 +210,7 @@ def load_image(path: str | os.PathLike[str], chans: int, size: tuple[int, int]) 
     from cnnatlas.data.augment import resize_shorter_and_center_crop
     from cnnatlas.data.folder import decode_image
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image file {str(path)!r} does not exist")
-    rgb = decode_image(str(path))
+    rgb = decode_image(str(path))  # a missing file, a folder, a FIFO or a device: one DataError saying which
     if chans == 1:
         luma = torch.tensor([299, 587, 114], dtype=torch.int32).view(3, 1, 1)
         image = (
@@ -295,10 +292,10 @@ def _run_data_shape(run: Any) -> tuple[int, int, int]:
 def _paper_side_of(name: str) -> int | None:
     # The registration's static metadata only: model_info() would build the network on the
     # meta device, which costs seconds for the large ones and tells us nothing more here.
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
     try:
-        return int(_lookup(name)[0].input_size[-1])
+        return int(lookup(name).info.input_size[-1])
     except Exception:  # noqa: BLE001 - an unregistered or test-built network has no paper size
         return None
 
@@ -342,7 +339,9 @@ def _folder_batches(
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )
-    for images, labels in loader:
+    from cnnatlas.data.core import iterate_loader
+
+    for images, labels in iterate_loader(loader):
         yield images.to(device, non_blocking=True), labels
 
 

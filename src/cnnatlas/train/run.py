@@ -27,7 +27,10 @@ from typing import Any, Mapping, Sequence
 
 from torch import nn
 
-from cnnatlas.errors import CheckpointError
+from cnnatlas.errors import CheckpointError, CnnAtlasError
+from cnnatlas.limits import MAX_IMAGE_SIDE, MAX_IN_CHANS, MAX_NUM_CLASSES
+from cnnatlas.safeio import read_regular_file
+from cnnatlas.schema import BOOL, MAX_COUNT, OBJECT, Rule, check_fields, int_rule, list_rule, str_rule
 from cnnatlas.train.adapt import InputAdapter
 from cnnatlas.train.checkpoint import atomic_write_bytes, atomic_write_json, load_latest_checkpoint
 
@@ -52,6 +55,55 @@ METRIC_FIELDS = (
     "epoch_time_s",
     "images_per_s",
 )
+#: Size limits checked before reading: a config.json holds names and numbers (kilobytes; a
+#: megabyte with 100k class names); metrics.jsonl one short row per epoch.
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_METRICS_BYTES = 64 * 2**20
+
+SEED_RULE = int_rule(-(2**63), 2**63 - 1)
+_OPT_INT = int_rule(1, MAX_COUNT).or_none()
+#: The schema of config.json: every field a reader uses, with its type and range.
+CONFIG_RULES: dict[str, Rule] = {
+    "model": OBJECT,
+    "data": OBJECT,
+    "recipe": OBJECT.maybe_missing(),  # needed to resume training, not to evaluate
+    "adapter": OBJECT,
+    "seed": SEED_RULE.maybe_missing(),
+    "world_size": int_rule(1, 1 << 16).maybe_missing(),
+    "amp": BOOL.maybe_missing(),
+    "channels_last": BOOL.maybe_missing(),
+    "compile": BOOL.maybe_missing(),
+    "deterministic": BOOL.maybe_missing(),
+    "checkpoint_every_steps": _OPT_INT.maybe_missing(),
+    "checkpoint_every_minutes": Rule(
+        lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 10**6),
+        "a number of minutes ≥ 0 or null",
+        optional=True,
+    ),
+    "limit_train": _OPT_INT.maybe_missing(),
+    "limit_test": _OPT_INT.maybe_missing(),
+}
+MODEL_RULES: dict[str, Rule] = {"name": str_rule(200), "options": OBJECT.maybe_missing()}
+DATA_RULES: dict[str, Rule] = {
+    "name": str_rule(200),
+    "root": str_rule(4096).or_none().maybe_missing(),
+    "options": OBJECT.maybe_missing(),
+    "classes": list_rule(str_rule(1000), MAX_NUM_CLASSES).maybe_missing(),
+    "image_size": Rule(
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, list)
+                and len(v) == 3
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in v)
+                and 1 <= v[0] <= MAX_IN_CHANS
+                and all(1 <= d <= MAX_IMAGE_SIDE for d in v[1:])
+            )
+        ),
+        f"[C, H, W] with C ≤ {MAX_IN_CHANS} and H, W ≤ {MAX_IMAGE_SIDE}, or null",
+        optional=True,
+    ),
+}
 
 
 @dataclass
@@ -64,20 +116,35 @@ class LoadedRun:
     classes: tuple[str, ...]
     checkpoint: Path
     global_step: int
+    skipped: tuple[str, ...] = ()  # newer checkpoints passed over, each with the reason
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's config.json, size-limited, schema-checked (types, ranges, sizes); CheckpointError otherwise."""
     path = Path(run_dir) / CONFIG_FILE
     if not Path(run_dir).is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{str(run_dir)!r} is not a cnnatlas run directory (no {CONFIG_FILE})")
+    data = read_regular_file(
+        path, what="run configuration", max_bytes=MAX_CONFIG_BYTES, follow_symlinks=False, error=CheckpointError
+    )
     try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{str(run_dir)!r} is not a cnnatlas run directory (no {CONFIG_FILE})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        config = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{str(path)!r} is unreadable: {exc}") from None
-    if not isinstance(config, dict) or "model" not in config or "adapter" not in config:
-        raise CheckpointError(f"{str(path)!r} is not a cnnatlas run configuration")
+    source = repr(str(path))
+    check_fields(config, CONFIG_RULES, source=source, error=CheckpointError)
+    check_fields(config["model"], MODEL_RULES, source=source, error=CheckpointError, where="model")
+    check_fields(config["data"], DATA_RULES, source=source, error=CheckpointError, where="data")
+    try:
+        from cnnatlas.train.recipes import Recipe
+
+        if "recipe" in config:
+            Recipe.from_dict(config["recipe"])
+        InputAdapter.from_dict(config["adapter"])
+    except CnnAtlasError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     return config
 
 
@@ -93,7 +160,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     from cnnatlas.weights import check_state_dict
 
     config = read_config(run_dir)
-    checkpoint = load_latest_checkpoint(run_dir, with_optimizer=False)
+    checkpoint = load_latest_checkpoint(run_dir, with_optimizer=False)  # falls back past broken ones
     saved_for = checkpoint.state.get("model_name")
     if saved_for != config["model"]["name"]:
         raise CheckpointError(
@@ -110,6 +177,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         classes=tuple(config.get("data", {}).get("classes", ())),
         checkpoint=checkpoint.path,
         global_step=int(checkpoint.state.get("global_step", 0)),
+        skipped=tuple(checkpoint.skipped),
     )
 
 
@@ -120,16 +188,22 @@ def write_config(run_dir: Path, config: Mapping[str, Any]) -> None:
 
 def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_JSONL
-    if not path.is_file():
+    if not path.exists():
         return []
+    data = read_regular_file(
+        path, what="metrics file", max_bytes=MAX_METRICS_BYTES, follow_symlinks=False, error=CheckpointError
+    )
     rows = []
-    for line in path.read_text().splitlines():
+    for line in data.decode("utf-8", "replace").splitlines():
         line = line.strip()
         if line:
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 break  # a torn last line from a killed run; everything before it is good
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                break
+            rows.append(row)
     return rows
 
 

@@ -43,20 +43,25 @@ from torch import Tensor, nn
 from cnnatlas.data.augment import SIZE_KEEPING_AUGMENTS, build_train_augment
 from cnnatlas.data.validation import CARVE_RULE
 from cnnatlas.errors import CheckpointError, CnnAtlasError, InputError
+from cnnatlas.limits import MAX_WORKERS
+from cnnatlas.schema import MAX_COUNT, OBJECT, Rule, check_fields, int_rule, is_number
 from cnnatlas.train import distributed as D
 from cnnatlas.train.adapt import InputAdapter
 from cnnatlas.train.checkpoint import (
     atomic_write_json,
+    clean_stale_temporaries,
     decode_bytes_tensor,
     encode_bytes_tensor,
     list_checkpoints,
     load_latest_checkpoint,
     save_checkpoint,
 )
+from cnnatlas.train.lock import LOCK_FILE, RunLock, lock_run_dir
 from cnnatlas.train.recipes import Recipe, get_recipe
 from cnnatlas.train.run import (
     CONFIG_FILE,
     DIAGNOSTIC_FILE,
+    SEED_RULE,
     draw_curves,
     read_config,
     read_metrics,
@@ -67,6 +72,13 @@ from cnnatlas.train.run import (
 Callback = Callable[[str, Mapping[str, Any]], None]
 EVAL_BATCH = 512
 _SEED_STRIDE = 1_000_003  # a prime: (seed, rank, step) → distinct 63-bit seeds
+#: A checkpoint is also taken when this many minutes passed since the last one (mid-epoch), so
+#: a kill never costs more than this much training, even on a data set whose epoch takes hours.
+DEFAULT_CHECKPOINT_MINUTES = 10.0
+#: Test-only fault injection: when set to N, the process SIGKILLs itself right after global step
+#: N (and after the checkpoint of that step, if one is due). The kill-and-resume tests and
+#: benchmarks/kill_resume.py use it to kill at an exact step; never set it for real training.
+FAULT_KILL_ENV = "CNNATLAS_FAULT_KILL_AT_STEP"
 
 
 #: What ``train_loss``, ``val_loss`` and ``test_loss`` in metrics.jsonl measure (also written to
@@ -110,6 +122,7 @@ class TrainOptions:
     deterministic: bool = False
     resume: str | None = None
     checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float | None = None  # None: DEFAULT_CHECKPOINT_MINUTES; 0: off
     limit_train: int | None = None
     limit_test: int | None = None
     data_options: dict[str, Any] = field(default_factory=dict)
@@ -221,10 +234,9 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> Tensor:
 
 
 def _builder_accepts(model_name: str, keyword: str) -> bool:
-    from cnnatlas.registry import _lookup
+    from cnnatlas.registry import lookup
 
-    _, builder = _lookup(model_name)
-    params = inspect.signature(builder).parameters
+    params = inspect.signature(lookup(model_name).builder).parameters
     return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
@@ -294,12 +306,122 @@ def _resolve_recipe(model_name: str, opts: TrainOptions) -> Recipe:
 
 
 def _validate(opts: TrainOptions) -> None:
+    """Every option's type and range, before anything is read or written."""
     for key in ("limit_train", "limit_test", "checkpoint_every_steps"):
         value = getattr(opts, key)
-        if value is not None and (not isinstance(value, int) or value < 1):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_COUNT):
             raise InputError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
-    if opts.keep_checkpoints < 1:
+    minutes = opts.checkpoint_every_minutes
+    if minutes is not None and not is_number(minutes, 0, 10**6):
+        raise InputError(f"--checkpoint-every-minutes must be a number of minutes ≥ 0 (0: off), got {minutes!r}")
+    workers = opts.num_workers
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= MAX_WORKERS:
+        raise InputError(f"--workers must be an integer from 0 to {MAX_WORKERS}, got {workers!r}")
+    if not isinstance(opts.keep_checkpoints, int) or opts.keep_checkpoints < 1:
         raise InputError("keep_checkpoints must be at least 1")
+    if not isinstance(opts.seed, int) or isinstance(opts.seed, bool) or not -(2**63) <= opts.seed < 2**63:
+        raise InputError(f"--seed must be an integer of at most 63 bits, got {opts.seed!r}")
+    if opts.epochs is not None and not (is_number(opts.epochs, 0, 1e6) and opts.epochs > 0):
+        raise InputError(f"--epochs must be a positive number, got {opts.epochs!r}")
+    for flag, options in (("--data-option", opts.data_options), ("--model-option", opts.model_options)):
+        if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+            raise InputError(f"{flag} values must be a mapping of names to values")
+
+
+def _fault_kill_step() -> int | None:
+    """The step of :data:`FAULT_KILL_ENV` (test-only), or None."""
+    text = os.environ.get(FAULT_KILL_ENV)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{FAULT_KILL_ENV} must be a step number, got {text!r}") from None
+
+
+def _check_out_dir(run_dir: Path) -> None:
+    """Refuse an output folder that is a file, holds a run already, or holds anything else;
+    writes nothing (a folder holding only an abandoned lock file counts as empty)."""
+    try:
+        if run_dir.is_symlink() or run_dir.exists():
+            if not run_dir.is_dir():
+                raise InputError(f"--out {str(run_dir)!r} is a file, not a folder; choose a new folder name")
+            names = [e.name for e in os.scandir(run_dir)]
+        else:
+            return
+    except OSError as exc:
+        from cnnatlas.safeio import describe_write_error
+
+        raise InputError(describe_write_error(run_dir, exc)) from None
+    if CONFIG_FILE in names or list_checkpoints(run_dir):
+        raise InputError(
+            f"{str(run_dir)!r} already holds a run; pass --resume {run_dir} to continue it, or another --out"
+        )
+    others = [n for n in names if n != LOCK_FILE]
+    if others:
+        shown = ", ".join(sorted(others)[:3]) + (" …" if len(others) > 3 else "")
+        raise InputError(
+            f"--out {str(run_dir)!r} is a folder that is not empty and not a cnnatlas run (holds {shown}); "
+            "choose a new or empty folder"
+        )
+
+
+def _make_run_dir(run_dir: Path) -> RunLock:
+    """Create ``run_dir`` (with parents) and take its lock; check again under the lock that it is empty."""
+    from cnnatlas.safeio import describe_write_error
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(describe_write_error(run_dir, exc)) from None
+    lock = lock_run_dir(run_dir)
+    try:
+        _check_out_dir(run_dir)  # another process may have started a run here meanwhile
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+#: The fields of a checkpoint state the trainer uses, with their types and ranges.
+_STATE_RULES: dict[str, Rule] = {
+    "epoch": int_rule(0, MAX_COUNT),
+    "step_in_epoch": int_rule(0, MAX_COUNT),
+    "steps_per_epoch": int_rule(1, MAX_COUNT),
+    "epoch_sums": Rule(
+        lambda v: isinstance(v, list) and len(v) == len(_new_sums()) and all(is_number(x) for x in v),
+        f"the epoch's {len(_new_sums())} running sums (see _new_sums), finite numbers",
+    ),
+    "schedule": OBJECT,
+    "rng": OBJECT,
+}
+_SCHEDULE_RULES: dict[str, Rule] = {
+    "plateau_scale": Rule(lambda v: is_number(v, 0, 1), "a finite number in [0, 1]"),
+    "best": Rule(lambda v: v is None or is_number(v), "a finite number or null"),
+    "bad_epochs": int_rule(0, MAX_COUNT),
+    "decays": int_rule(0, MAX_COUNT),
+}
+_RNG_RULES: dict[str, Rule] = {
+    "torch_cpu": Rule(lambda v: isinstance(v, str), "base64 text"),
+    "augment": Rule(lambda v: isinstance(v, str), "base64 text"),
+}
+
+
+def _check_state(state: Mapping[str, Any], source: str) -> None:
+    """Schema of the trainer's part of a checkpoint state (the checkpoint reader checked the rest)."""
+    check_fields(state, _STATE_RULES, source=source, error=CheckpointError)
+    check_fields(state["schedule"], _SCHEDULE_RULES, source=source, error=CheckpointError, where="schedule")
+    check_fields(state["rng"], _RNG_RULES, source=source, error=CheckpointError, where="rng")
+    for key in ("torch_cpu", "augment"):
+        decode_bytes_tensor(state["rng"][key], what=f"RNG state {key!r} in {source}")
+    if state["step_in_epoch"] >= state["steps_per_epoch"]:
+        raise CheckpointError(f"{source}: step_in_epoch must be below steps_per_epoch")
+    check_fields(
+        state,
+        {"scaler": Rule(lambda v: v is None or isinstance(v, dict), "an object or null", optional=True)},
+        source=source,
+        error=CheckpointError,
+    )
 
 
 def _load_data(name: str, opts: TrainOptions, recipe: Recipe) -> tuple[Any, Any | None, Any]:
@@ -342,10 +464,20 @@ class _Trainer:
     """One run's state. Built by :func:`train`; ``fit`` runs it."""
 
     def __init__(self, model_name: str, opts: TrainOptions, callback: Callback | None) -> None:
+        # Everything that can be checked without the data is checked here, on every rank,
+        # before the process group starts and before a byte is written.
         _validate(opts)
-        self.model_name = model_name
+        self.kill_at_step = _fault_kill_step()
+        from cnnatlas.registry import lookup
+
+        self.model_name = lookup(model_name).info.name  # the registered spelling (VGG16 → vgg16)
         self.opts = opts
         self.emit: Callback = callback or (lambda event, payload: None)
+        self.lock: RunLock | None = None
+        if not opts.resume:
+            self.recipe = _resolve_recipe(model_name, opts)
+            self.run_dir = Path(opts.out) if opts.out else _default_run_dir(model_name)
+            _check_out_dir(self.run_dir)
         self.ctx = D.init_distributed(opts.device)
         self.device = self.ctx.device
         self.start_time = time.perf_counter()
@@ -356,29 +488,27 @@ class _Trainer:
         elif self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.checkpoint = None
-        if opts.resume:
-            self._setup_resume()
-        else:
-            self._setup_new()
+        try:
+            if opts.resume:
+                self._setup_resume()
+            else:
+                self._setup_new()
+        except BaseException:
+            if self.lock is not None:  # a failed setup leaves the folder free for the next writer
+                self.lock.release()
+            raise
 
     # -- new run / resumed run ---------------------------------------------------------------
     def _setup_new(self) -> None:
         opts = self.opts
-        self.recipe = _resolve_recipe(self.model_name, opts)
         self.data_name = opts.data or self.recipe.dataset
         self.seed = int(opts.seed)
-        run_dir = None
-        if self.ctx.is_main:
-            run_dir = str(Path(opts.out) if opts.out else _default_run_dir(self.model_name))
-            if (Path(run_dir) / CONFIG_FILE).exists() or list_checkpoints(run_dir):
-                raise InputError(
-                    f"{run_dir!r} already holds a run; pass --resume {run_dir} to continue it, or another --out"
-                )
-        self.run_dir = Path(D.broadcast_object(run_dir, self.ctx))
+        self.run_dir = Path(D.broadcast_object(str(self.run_dir) if self.ctx.is_main else None, self.ctx))
         self._build(model_options=dict(opts.model_options))
         self.config = self._make_config()
         if self.ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            # the first byte written: every option, the recipe, the data and the model are checked
+            self.lock = _make_run_dir(self.run_dir)
             write_config(self.run_dir, self.config)
         self.metrics: list[dict[str, Any]] = []
 
@@ -386,15 +516,32 @@ class _Trainer:
         opts = self.opts
         self.run_dir = Path(opts.resume)
         config = read_config(self.run_dir)
+        check_fields(
+            config,
+            {"recipe": OBJECT, "seed": SEED_RULE},
+            source=repr(str(self.run_dir / CONFIG_FILE)),
+            error=CheckpointError,
+        )
         saved = config["model"]["name"]
         if saved != self.model_name:
             raise CheckpointError(f"{str(self.run_dir)!r} holds a run of {saved!r}, not {self.model_name!r}")
-        self.checkpoint = load_latest_checkpoint(self.run_dir)  # CheckpointError when none / corrupt
-        if self.checkpoint.state.get("model_name") != saved:
-            raise CheckpointError(
-                f"checkpoint {str(self.checkpoint.path)!r} is for "
-                f"{self.checkpoint.state.get('model_name')!r}, not {saved!r}"
-            )
+        if self.ctx.is_main:
+            self.lock = lock_run_dir(self.run_dir)
+            clean_stale_temporaries(self.run_dir)  # left by a write that was killed; we hold the lock
+        self.checkpoint = None
+        if list_checkpoints(self.run_dir):
+            # the newest complete checkpoint; broken newer ones are skipped, and said so
+            self.checkpoint = load_latest_checkpoint(self.run_dir)
+            for message in self.checkpoint.skipped:
+                self.emit("warning", {"message": message, "is_main": self.ctx.is_main})
+            state = self.checkpoint.state
+            if state.get("model_name") != saved:
+                raise CheckpointError(
+                    f"checkpoint {str(self.checkpoint.path)!r} is for {state.get('model_name')!r}, not {saved!r}"
+                )
+            _check_state(state, f"checkpoint state {str(self.checkpoint.path)!r}")
+        # else: killed before its first checkpoint; the run starts again from step 0 with its own
+        # config (same seed, so the same result as an uninterrupted run)
         recipe = Recipe.from_dict(config["recipe"])
         if opts.epochs is not None:  # extending (or shortening) a run is the one allowed change
             recipe = recipe.with_overrides({"epochs": opts.epochs})
@@ -409,17 +556,43 @@ class _Trainer:
         opts.data_options = dict(config["data"].get("options", {}))
         if opts.checkpoint_every_steps is None:
             opts.checkpoint_every_steps = config.get("checkpoint_every_steps")
+        if opts.checkpoint_every_minutes is None:
+            opts.checkpoint_every_minutes = config.get("checkpoint_every_minutes")
         if config.get("world_size", 1) != self.ctx.world_size:
             raise CheckpointError(
                 f"{str(self.run_dir)!r} was trained on {config.get('world_size', 1)} processes; "
                 "resume it on the same number"
             )
         self._build(model_options=dict(config["model"].get("options", {})), resumed=True)
+        self.config = dict(config, recipe=self.recipe.to_dict())
+        if self.checkpoint is None:
+            self.metrics = []
+            return
         from cnnatlas.weights import check_state_dict
 
         check_state_dict(self.model, self.checkpoint.model_state, source=f"checkpoint {str(self.checkpoint.path)!r}")
-        self.config = dict(config, recipe=self.recipe.to_dict())
+        self._check_optimizer_tensors()
         self.metrics = [r for r in read_metrics(self.run_dir) if r["epoch"] <= self.checkpoint.state["epoch"]]
+
+    def _check_optimizer_tensors(self) -> None:
+        """Each optimiser buffer must belong to a parameter and match its shape and dtype (or be a scalar)."""
+        assert self.checkpoint is not None
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        source = f"checkpoint {str(self.checkpoint.path)!r}"
+        for index, per_param in self.checkpoint.optimizer_state["state"].items():
+            if index >= len(params):
+                raise CheckpointError(
+                    f"{source}: optimiser state for parameter {index}, but the model has {len(params)}"
+                )
+            for key, value in per_param.items():
+                if not isinstance(value, Tensor):
+                    continue
+                param = params[index]
+                if value.numel() != 1 and (tuple(value.shape) != tuple(param.shape) or value.dtype != param.dtype):
+                    raise CheckpointError(
+                        f"{source}: optimiser buffer {key} of parameter {index} is {value.dtype} "
+                        f"{tuple(value.shape)}, the parameter {param.dtype} {tuple(param.shape)}"
+                    )
 
     def _build(self, *, model_options: dict[str, Any], resumed: bool = False) -> None:
         from cnnatlas.registry import create_model
@@ -550,6 +723,7 @@ class _Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "checkpoint_every_steps": opts.checkpoint_every_steps,
+            "checkpoint_every_minutes": opts.checkpoint_every_minutes,
             "limit_train": opts.limit_train,
             "limit_test": opts.limit_test,
             "init_from": self.transfer.to_dict() if self.transfer is not None else None,
@@ -584,7 +758,9 @@ class _Trainer:
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
-        for images, labels in loader:
+        from cnnatlas.data.core import iterate_loader
+
+        for images, labels in iterate_loader(loader):  # a worker's DataError becomes our one line
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
     def _reseed_step(self, global_step: int) -> None:
@@ -628,8 +804,10 @@ class _Trainer:
         ckpt = self.checkpoint
         assert ckpt is not None
         self.model.load_state_dict(ckpt.model_state, strict=True)
-        state = ckpt.optimizer_state
-        self.optimizer.load_state_dict(state)
+        try:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {str(ckpt.path)!r}: optimiser state does not fit: {exc}") from None
         s = ckpt.state
         self.schedule.load_state_dict(s["schedule"])
         _restore_rng_state(s["rng"], self.device, self.aug_generator)
@@ -712,6 +890,9 @@ class _Trainer:
             },
         )
         every = self.opts.checkpoint_every_steps
+        minutes = self.opts.checkpoint_every_minutes
+        every_s = 60 * (DEFAULT_CHECKPOINT_MINUTES if minutes is None else minutes)
+        last_save = time.monotonic()
         self.model.train()
         while global_step < self.total_steps:
             epoch_start = time.perf_counter()
@@ -740,8 +921,12 @@ class _Trainer:
                     },
                 )
                 done_epoch = step_in_epoch + 1 == self.steps_per_epoch or global_step >= self.total_steps
-                if every and global_step % every == 0 and not done_epoch:
+                due = (every and global_step % every == 0) or (every_s and time.monotonic() - last_save >= every_s)
+                if due and not done_epoch:
                     self._save(epoch=epoch, step_in_epoch=step_in_epoch + 1, global_step=global_step, sums=sums)
+                    last_save = time.monotonic()
+                if global_step == self.kill_at_step and not done_epoch:
+                    _fault_kill()
                 if global_step >= self.total_steps:
                     break
             epoch_time = time.perf_counter() - epoch_start
@@ -771,7 +956,10 @@ class _Trainer:
             if self.ctx.is_main:
                 write_metrics(self.run_dir, self.metrics)
             self._save(epoch=epoch, step_in_epoch=0, global_step=global_step, sums=sums)
+            last_save = time.monotonic()
             self.emit("epoch", row)
+            if global_step == self.kill_at_step:
+                _fault_kill()
         if self.ctx.is_main:
             draw_curves(self.run_dir, self.metrics, title=f"{self.model_name} · {self.recipe.name} · {self.data_name}")
         D.barrier(self.ctx)
@@ -820,6 +1008,12 @@ class _Trainer:
         return float(F.cross_entropy(logits, labels)), loss_value, correct
 
 
+def _fault_kill() -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def train(model_name: str, *, callback: Callback | None = None, **options: Any) -> RunResult:
     """Train a registered model with its paper's recipe; see :class:`TrainOptions` for ``options``.
 
@@ -838,6 +1032,8 @@ def train(model_name: str, *, callback: Callback | None = None, **options: Any) 
             return trainer.fit()
     finally:
         if trainer is not None:
+            if trainer.lock is not None:
+                trainer.lock.release()
             D.shutdown(trainer.ctx)
         elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
             import torch.distributed as dist
