@@ -164,6 +164,9 @@ class MiniNet(AtlasModel):
             stage.add_module("pool", self._downsample(chans, bn, activation))
             self.stages.append(stage)
         self.num_features = chans
+        # 2×2/2 pooling floors odd sides, so each stage needs at least 2 pixels; the padded
+        # 3×3/2 pool and strided convolution keep any side ≥ 1
+        self.min_input_size = 2 ** len(widths) if pool in ("max2", "avg2") else 1
         self.head = self._make_head(chans, num_classes, head_width, dropout)
         self._init_weights(init)
 
