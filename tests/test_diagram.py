@@ -131,6 +131,21 @@ def test_dot_format_needs_no_graphviz(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.dot"]
 
 
+def test_cli_takes_any_model_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's file (FILE.py:NAME with --model-option) is drawn like a registered model, and the
+    default output name is a plain file name, not the source with its colon."""
+    (tmp_path / "user_net.py").write_text(
+        "from torch import nn\n"
+        "def make(width=4):\n"
+        "    return nn.Sequential(nn.Conv2d(3, width, 3), nn.ReLU(), nn.Conv2d(width, 2, 1))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    argv = ["diagram", "user_net.py:make", "--model-option", "width=6", "--input", "3x8x8", "--format", "dot"]
+    assert main(argv) == 0
+    dot = (tmp_path / "user_net.py_make.dot").read_text()
+    assert "6×6×6" in dot and "6×6×2" in dot  # the first conv's 6 channels, the second's 2, on a 6×6 map
+
+
 @needs_dot
 def test_render_svg_and_depth(tmp_path: Path) -> None:
     out = tmp_path / "resnet18.svg"
