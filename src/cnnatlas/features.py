@@ -4,15 +4,14 @@
 torch.fx and returns the outputs of the requested graph nodes; node names are module paths
 (``stages.2.pool``, ``head.fc1``) or, for functional calls, their generated names. This is how
 "fc7 features" are taken from a net trained on one task to train a linear classifier on
-another (Razavian et al. 2014; VGG Appendix B).
+another (Razavian et al. 2014; VGG Appendix B). Every registered model traces: its input check steps
+aside for torch.fx proxies (:meth:`cnnatlas.base.AtlasModel.check_input`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -20,29 +19,11 @@ from torch import Tensor, nn
 from cnnatlas.errors import InputError
 
 
-@contextlib.contextmanager
-def _traceable(model: nn.Module) -> Iterator[nn.Module]:
-    """Skip :meth:`AtlasModel.check_input` while torch.fx traces: it inspects a real tensor's
-    shape, which a symbolic proxy does not have. The flag is read at trace time, so the traced
-    graph holds no check at all."""
-    had = "_probing" in vars(model)
-    previous = getattr(model, "_probing", False)
-    model._probing = True  # type: ignore[assignment]
-    try:
-        yield model
-    finally:
-        if had:
-            model._probing = previous  # type: ignore[assignment]
-        else:
-            del model._probing
-
-
 def layer_names(model: nn.Module) -> list[str]:
     """Every node name :func:`feature_extractor` accepts (eval-mode graph)."""
     from torchvision.models.feature_extraction import get_graph_node_names
 
-    with _traceable(model):
-        _, names = get_graph_node_names(model)
+    _, names = get_graph_node_names(model)
     return [n for n in names if n != "x"]
 
 
@@ -55,8 +36,7 @@ def feature_extractor(model: nn.Module, layer: str) -> nn.Module:
     if layer not in valid:
         name = getattr(model, "display_name", type(model).__name__)
         raise InputError(f"no layer {layer!r} in {name}; valid layers: {', '.join(valid)}")
-    with _traceable(model):
-        return create_feature_extractor(model, return_nodes=[layer])
+    return create_feature_extractor(model, return_nodes=[layer])
 
 
 def extract(model: nn.Module, layer: str, images: Tensor, adapter: object, batch_size: int = 256) -> Tensor:
