@@ -44,7 +44,7 @@ class FractalConv(nn.Sequential):
             ("bn", nn.BatchNorm2d(out_channels)),
             ("relu", nn.ReLU(inplace=True)),
         ]
-        if dropout > 0:
+        if dropout:  # nn.Dropout rejects p outside [0, 1]
             layers.append(("dropout", nn.Dropout(dropout)))
         super().__init__(OrderedDict(layers))
 

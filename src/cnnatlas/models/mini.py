@@ -196,7 +196,7 @@ class MiniNet(AtlasModel):
         for i, (fan_in, fan_out) in enumerate(((features, width), (width, second)), start=1):
             head.add_module(f"fc{i}", nn.Linear(fan_in, fan_out))
             head.add_module(f"act{i}", nn.ReLU(inplace=True))
-            if dropout > 0:
+            if dropout:  # nn.Dropout rejects p outside [0, 1]
                 head.add_module(f"drop{i}", nn.Dropout(dropout))
         head.add_module("fc", nn.Linear(second, num_classes))
         return head

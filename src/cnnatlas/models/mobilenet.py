@@ -116,7 +116,7 @@ class MobileNetV1(AtlasModel):
         self.num_features = channels
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         # The paper uses no dropout (§4 trains with little regularisation); optional here.
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.dropout = nn.Dropout(dropout) if dropout else None  # nn.Dropout rejects p outside [0, 1]
         self.classifier = nn.Linear(channels, num_classes)
 
         # The paper states no initialisation; we use the usual one for BN networks:
