@@ -104,6 +104,17 @@ def test_rf_line_is_the_analyser_receptive_field() -> None:
     assert list(jump.get_ydata()) == [r.jump for r in expected]
 
 
+def test_rf_and_layers_take_any_model_source() -> None:
+    """A network that is not registered (torchvision's VGG-11, built without weights) is charted
+    from its own trace: conv1 sees 3 pixels, pool1 4, conv2 (at jump 2) 4 + 2·2 = 8."""
+    figure = rf("torchvision:vgg11")
+    line = next(line for line in figure.axes[0].lines if line.get_gid() == "rf")
+    assert list(line.get_ydata())[:3] == [3, 4, 8]
+    # VGG-11's three FC layers hold 123,642,856 of its 132,863,336 parameters (torchvision 0.29
+    # weights metadata: num_params), 93%
+    assert "93% of parameters are in fully connected layers" in _texts(layers("torchvision:vgg11"))
+
+
 def _fake_run(directory: Path, top1: list[float], label_model: str) -> Path:
     directory.mkdir(parents=True)
     rows = [

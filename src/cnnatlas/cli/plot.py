@@ -7,7 +7,7 @@ from typing import Any
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from cnnatlas.cli.analysis import PROTOCOL_CHOICES
+    from cnnatlas.cli.analysis import PROTOCOL_CHOICES, SOURCE_HELP
 
     plot = sub.add_parser("plot", help="charts: bubble, winners, layers, rf, curves, bench (PNG/SVG/PDF by extension)")
     charts = plot.add_subparsers(dest="chart", metavar="CHART", parser_class=type(plot))
@@ -27,10 +27,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="1 crop", help="drawn filled (default 1 crop)")
     chart("winners", "ILSVRC winners by year: top-5 error with depth")
     lay = chart("layers", "per-layer activations, parameters and MACs with the three conclusions")
-    lay.add_argument("models", nargs="+", metavar="MODEL", help="one model, or two side by side")
+    lay.add_argument("models", nargs="+", metavar="SOURCE", help="one model, or two side by side: " + SOURCE_HELP)
     lay.add_argument("--metric", choices=("activations", "params", "macs", "all"), default="all")
     r = chart("rf", "receptive field and jump by layer")
-    r.add_argument("model", metavar="MODEL")
+    r.add_argument("model", metavar="SOURCE", help=SOURCE_HELP)
     c = chart("curves", "training curves of runs overlaid (thin: train, dashed: validation, bold: test)")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
     c.add_argument("--metric", choices=("error", "train_error", "val_error", "test_error", "loss"), default="error")

@@ -226,6 +226,14 @@ _METRIC_LABEL = {
 }
 
 
+def _check_sources(sources: Sequence[str]) -> None:
+    """One clear error (with suggestions) for an unknown registered name before any work; other
+    sources (torchvision:NAME, FILE.py:NAME, package.module:NAME) report their own problems."""
+    from cnnatlas.sources import source_kind
+
+    expand_models([s for s in sources if source_kind(s) == "registered"])
+
+
 def layers(models: str | Sequence[str], metric: str = "all", title: str | None = None) -> Any:
     """Per-layer bars in the network's order (the notes' AlexNet/VGG16 cost tables) for one
     model or two side by side on one scale, with the three conclusions computed and written
@@ -239,7 +247,7 @@ def layers(models: str | Sequence[str], metric: str = "all", title: str | None =
     if metric != "all" and metric not in LAYER_METRICS:
         raise InputError(f"unknown metric {metric!r}; choose from {', '.join((*LAYER_METRICS, 'all'))}")
     metrics = LAYER_METRICS if metric == "all" else (metric,)
-    expand_models(names)  # unknown names: one clear error
+    _check_sources(names)
     analyses = [analyze(name) for name in names]
     width = 7.5 * len(names)
     figure = new_figure(width, 2.6 * len(metrics) + 2.2)
@@ -309,7 +317,7 @@ def rf(model: str, title: str | None = None) -> Any:
     """Receptive field (input pixels) and jump (effective stride) layer by layer."""
     from cnnatlas.analysis import analyze
 
-    expand_models([model])
+    _check_sources([model])
     analysis = analyze(model)
     rows = rf_rows(analysis)
     if not rows:
