@@ -28,8 +28,17 @@ def test_timing_reports_median_and_interquartile_range() -> None:
 
 
 def test_time_calls_warms_up_then_stops_once_stable() -> None:
+    import time
+
     calls = []
-    timing = time_calls(lambda: calls.append(1), warmup=3, min_repeats=5, max_repeats=50, target_spread=10.0)
+
+    def call() -> None:
+        # 2 ms each: scheduling jitter is far below the allowed spread of 10 × the median, which a
+        # call of a microsecond (where one preempted sample is 100× the rest) could not promise
+        calls.append(1)
+        time.sleep(0.002)
+
+    timing = time_calls(call, warmup=3, min_repeats=5, max_repeats=50, target_spread=10.0)
     assert len(timing.samples) == 5 and len(calls) == 3 + 5
 
 

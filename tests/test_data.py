@@ -56,7 +56,17 @@ def random_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_list_datasets_names_every_documented_data_set() -> None:
     # The names docs/data.md documents.
     assert list_datasets() == sorted(
-        ["mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"]
+        [
+            "mnist-sample",
+            "cluttered-mnist",
+            "cluttered-mnist-1k",
+            "mnist",
+            "fashion-mnist",
+            "cifar10",
+            "cifar100",
+            "imagefolder",
+            "synthetic",
+        ]
     )
 
 

@@ -52,6 +52,11 @@ def test_every_named_recipe_is_defined_and_cites_the_paper_of_the_models_it_trai
         first_author = info.paper.authors.split(",")[0].split()[-1]
         recipe = get_recipe(info.default_recipe)
         used.add(recipe.name)
+        if info.family == "mini":
+            # The experiment nets are cnnatlas's own small networks (docs/experiments.md): they
+            # train with the experiment recipe, which says whose settings it follows.
+            assert recipe.name == "experiment" and recipe.source.startswith("cnnatlas experiments"), model
+            continue
         cited = (first_author, _RECIPE_FROM.get(first_author, first_author))
         assert recipe.source.startswith(cited), (model, recipe.source)
     assert used <= set(list_recipes())
