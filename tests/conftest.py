@@ -41,3 +41,19 @@ def _isolated_registries() -> Iterator[None]:
 def registry_snapshot() -> Callable[[], ContextManager[None]]:
     """The snapshot-and-restore context manager every test already runs inside."""
     return _registry_snapshot
+
+
+# The two deepest networks cost 5–40 s each in every test that sweeps the whole registry on a
+# 2-core machine (ResNet-1202's minimum-size probe alone takes 40 s), which would put the default
+# run over its 10-minute budget. In those sweeps they run with the slow tests (`pytest -m slow`,
+# scripts/ci-full); the family tests (test_resnet.py) keep their own checks of both networks.
+DEEPEST_NETWORKS = frozenset({"resnet1202", "preact_resnet1001"})
+REGISTRY_SWEEPS = frozenset({"test_models_common.py", "test_analysis_papers.py", "test_interop.py"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own `-m 'not slow'` deselection reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.path.name in REGISTRY_SWEEPS and callspec and callspec.params.get("name") in DEEPEST_NETWORKS:
+            item.add_marker(pytest.mark.slow)
