@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import textwrap
@@ -272,3 +273,28 @@ class Lambda(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) + self.fc(y)
+
+
+def test_model_that_cannot_take_the_input_is_an_input_error() -> None:
+    # forward(x, y) given one input: Python raises TypeError in the call, which is the user's problem
+    with pytest.raises(InputError, match="missing 1 required positional argument"):
+        analyze(_TwoInputs(), input_size=(4,))
+
+
+def test_a_defect_in_the_tracer_is_not_reported_as_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the package re-exports the function trace(), which hides the module of the same name
+    trace_module = importlib.import_module("cnnatlas.analysis.trace")
+    # Break one of the tracer's own helpers: the TypeError is raised inside the analyser's code,
+    # so it must surface as the defect it is, not as "the model cannot run on this input".
+    monkeypatch.setattr(trace_module, "storage_key", lambda: 0)
+    with pytest.raises(TypeError):
+        analyze(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), input_size=(3, 8, 8))

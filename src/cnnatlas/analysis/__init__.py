@@ -9,6 +9,7 @@ activations, receptive field, training memory) are in docs/analysis.md.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -189,6 +190,8 @@ def _trace_eval(
             raise _cannot_run(model, name, inputs, str(exc)) from None
         raise
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        if isinstance(exc, (TypeError, IndexError)) and _raised_in_analyser(exc):
+            raise  # a defect of the analyser itself, not of the model or its input: keep the traceback
         only = inputs.args[0] if len(inputs.args) == 1 and not inputs.kwargs else None
         where = find_collapsing_layer(model, tuple(only.shape)) if only is not None and only.dim() == 4 else ""
         if where:
@@ -199,6 +202,25 @@ def _trace_eval(
     finally:
         if was_training:
             model.train()
+
+
+_ANALYSER_DIR = Path(__file__).resolve().parent
+
+
+def _raised_in_analyser(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is in the analyser's own code.
+
+    A TypeError or IndexError raised by the model's forward (a wrong number of inputs, an input of
+    the wrong kind) or by PyTorch on its behalf is the user's input problem; one raised inside
+    this package's tracer, rules or receptive-field code is our defect and must not be reported
+    as "the model cannot run on this input".
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().parent == _ANALYSER_DIR
 
 
 def _totals(
