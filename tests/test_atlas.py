@@ -122,6 +122,42 @@ def test_rebuilding_replaces_an_earlier_atlas(tmp_path: Path, monkeypatch: pytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary or old copy left
 
 
+def test_atlas_of_torchvision_and_user_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnatlas.atlas import records
+
+    monkeypatch.setattr(records, "winners_record", lambda: [])  # not under test here
+    user = tmp_path / "my_net.py"
+    user.write_text(
+        "from torch import nn\n"
+        "class TinyNet(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(\n"
+        "            nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 12 * 12, 10)\n"
+        "        )\n"
+    )
+    out = tmp_path / "site"
+    sources = ["lenet5", "torchvision:squeezenet1_1", f"{user}:TinyNet"]
+    assert main(["atlas", "--out", str(out), "--models", *sources, "--input", "1x28x28", "--jobs", "1"]) == 0
+    pages = {p.stem: p.read_text() for p in (out / "models").glob("*.html")}
+    user_page = records.page_name(f"{user}:TinyNet")
+    assert set(pages) == {"lenet5", "torchvision-squeezenet1_1", "my_net-TinyNet"} and user_page == "my_net-TinyNet"
+    index = (out / "index.html").read_text()
+    for page in pages:
+        assert f'href="models/{page}.html"' in index
+    # torchvision's SqueezeNet 1.1 at its 224×224 input (torchvision metadata: 0.35 GFLOPS, 1,235,496 params);
+    # the user's net at --input 1×28×28: conv 4·25·24² = 57,600 MACs and 4·25 + 4 parameters,
+    # FC 576·10 = 5,760 MACs and 5,770 parameters
+    layers = _json_block(pages["torchvision-squeezenet1_1"], "layers-data")
+    assert layers["charts"] and "1,235,496" in pages["torchvision-squeezenet1_1"]
+    assert all(f">{n}<" in pages[user_page] for n in ("57,600", "5,760", "5,874")) and "1×28×28" in pages[user_page]
+    assert "Paper:" not in pages[user_page] and "Paper:" in pages["lenet5"]
+    # a bad source is one error line and leaves nothing behind
+    assert main(["atlas", "--out", str(tmp_path / "bad"), "--models", f"{user}:NoSuchNet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "bad").exists()
+
+
 # -- in a real browser ----------------------------------------------------------------------------
 def _browser_or_skip():
     if CHROMIUM is None:

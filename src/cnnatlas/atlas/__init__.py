@@ -58,7 +58,7 @@ def _bubble(records: list[dict[str, Any]]) -> dict[str, Any]:
             "protocol": r["chosen"]["top-1"]["protocol"],
             "hollow": r["chosen"]["top-1"]["other_protocol"],
             "source": r["chosen"]["top-1"]["source"],
-            "url": f"models/{r['name']}.html",
+            "url": f"models/{r['page']}.html",
         }
         for r in records
         if r["dataset"] == "ImageNet-1k" and r["chosen"]["top-1"] is not None
@@ -92,26 +92,44 @@ def build_atlas(
     jobs: int | None = None,
     render_diagrams: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    input_size: Sequence[int] | None = None,
 ) -> AtlasBuild:
-    """Build the site for ``models`` (names or fnmatch patterns; default: every registered model)
-    in ``jobs`` worker processes (default: the CPU count); ``progress(name, done, total)`` is
-    called as each model finishes."""
+    """Build the site for ``models`` (default: every registered model) in ``jobs`` worker
+    processes (default: the CPU count); ``progress(name, done, total)`` is called as each model
+    finishes.
+
+    ``models`` holds registered names, fnmatch patterns over them, and any other model source
+    (``torchvision:NAME``, ``file.py:NAME``, ``package.module:NAME``; see :mod:`cnnatlas.sources`
+    — a file or module source runs its code). ``input_size`` (C×H×W) is the input of the sources
+    that do not declare one (default 3×224×224); registered models use their paper's input.
+    """
     from cnnatlas.atlas.pages import formulas_page, index_page, model_page, questions_page
-    from cnnatlas.atlas.records import model_record, winners_record
+    from cnnatlas.atlas.records import model_record, page_name, winners_record
     from cnnatlas.plot.data import expand_models
     from cnnatlas.plot.diagram import graphviz_available
+    from cnnatlas.sources import resolve_source, source_kind
 
     started = time.perf_counter()
     out = Path(out_dir)
     _check_out_dir(out)
-    names = expand_models(models)
+    sources = [m for m in models or () if source_kind(m) != "registered"]
+    patterns = [m for m in models or () if source_kind(m) == "registered"]
+    names = expand_models(patterns) if patterns or not sources else []
+    for source in sources:
+        resolve_source(source, meta=True)  # a bad source fails here, before any work or any file
+        if source not in names:
+            names.append(source)
+    pages = [page_name(n) for n in names]
+    if len(set(pages)) != len(pages):
+        clash = sorted({p for p in pages if pages.count(p) > 1})
+        raise InputError(f"two models would share the page name {clash[0]!r}; give them distinct sources")
     render_diagrams = render_diagrams and graphviz_available()
     workers = max(1, min(jobs or os.cpu_count() or 1, len(names)))
     records: dict[str, dict[str, Any]] = {}
     if workers == 1:
         winners = winners_record()
         for i, name in enumerate(names):
-            records[name] = model_record(name, render_diagrams)
+            records[name] = model_record(name, render_diagrams, input_size)
             if progress:
                 progress(name, i + 1, len(names))
     else:
@@ -119,7 +137,7 @@ def build_atlas(
         order = sorted(names, key=_expected_cost, reverse=True)
         with ProcessPoolExecutor(max_workers=workers) as pool:
             winners_future = pool.submit(winners_record)
-            futures = {name: pool.submit(model_record, name, render_diagrams) for name in order}
+            futures = {name: pool.submit(model_record, name, render_diagrams, input_size) for name in order}
             for i, name in enumerate(order):
                 records[name] = futures[name].result()
                 if progress:
@@ -147,18 +165,18 @@ def build_atlas(
             )
         for record in ordered:
             page = model_page(record, has_q)
-            (temporary / "models" / f"{record['name']}.html").write_text(page, encoding="utf-8")
+            (temporary / "models" / f"{record['page']}.html").write_text(page, encoding="utf-8")
             if not record["diagram"]["svg"]:
-                (temporary / "models" / f"{record['name']}.dot").write_text(record["diagram"]["dot"], encoding="utf-8")
+                (temporary / "models" / f"{record['page']}.dot").write_text(record["diagram"]["dot"], encoding="utf-8")
         (temporary / MARKER).write_text("built by cnnatlas atlas\n", encoding="utf-8")
         os.chmod(temporary, 0o755)
         _replace_dir(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    pages = 2 + len(ordered) + (1 if has_q else 0)
+    page_count = 2 + len(ordered) + (1 if has_q else 0)
     slowest = sorted(((r["name"], r["seconds"]) for r in ordered), key=lambda x: -x[1])[:5]
-    return AtlasBuild(out, names, pages, time.perf_counter() - started, slowest, render_diagrams)
+    return AtlasBuild(out, names, page_count, time.perf_counter() - started, slowest, render_diagrams)
 
 
 def _expected_cost(name: str) -> int:

@@ -4,6 +4,7 @@ opened from ``file://`` cannot fetch a neighbouring JSON file, so nothing is fet
 from __future__ import annotations
 
 import json
+import shlex
 from html import escape
 from typing import Any, Iterable, Sequence
 
@@ -78,10 +79,10 @@ def index_page(
         t = r["totals"]
         rows.append(
             [
-                f'<a href="models/{escape(r["name"])}.html">{escape(r["name"])}</a>',
+                f'<a href="models/{escape(r["page"])}.html">{escape(r["name"])}</a>',
                 escape(r["family"]),
-                (str(r["paper"]["year"]), r["paper"]["year"]),
-                escape(r["dataset"]),
+                (str(r["paper"]["year"] or "—"), r["paper"]["year"] or 0),
+                escape(r["dataset"] or "—"),
                 (f"{t['params'] / 1e6:.2f}M", t["params"]),
                 (human(t["macs"]), t["macs"]),
                 (human_bytes(t["activation_bytes"]), t["activation_bytes"]),
@@ -114,7 +115,7 @@ def index_page(
         "(10 crops, dense evaluation, or not stated)."
     )
     body = f"""<h1>The CNN atlas</h1>
-<p class="lead">{len(records)} classic convolutional networks as registered in cnnatlas: costs from the analyser
+<p class="lead">{len(records)} convolutional networks: costs from the analyser
 (batch 1, float32, each network at its own input size), published results with their protocol and source.</p>
 <h2 id="bubble-chart">Accuracy against operations</h2>
 <p class="muted">Top-1 accuracy on ImageNet-1k (validation) against multiply-accumulates per image; bubble area is
@@ -145,7 +146,7 @@ def model_page(r: dict[str, Any], has_q: bool) -> str:
             "every traced layer"
             if diagram["depth"] is None
             else f"modules deeper than level {diagram['depth']} collapsed into one node each "
-            f"(`cnnatlas diagram {r['name']}` draws every layer)"
+            f"(`cnnatlas diagram {shlex.quote(r['name'])}` draws every layer)"
         )
         diagram_html = (
             f'<p class="muted">{diagram["nodes"]} nodes: {escape(how)}.</p><div class="diagram">{diagram["svg"]}</div>'
@@ -241,11 +242,12 @@ def model_page(r: dict[str, Any], has_q: bool) -> str:
         )
         + "</table>"
     )
+    source, stem = shlex.quote(r["name"]), r["page"]
     commands = [
-        f"cnnatlas summary {r['name']}",
-        f"cnnatlas diagram {r['name']} --out {r['name']}.svg",
-        f"cnnatlas plot layers {r['name']} --out {r['name']}-layers.png",
-        f"cnnatlas plot rf {r['name']} --out {r['name']}-rf.png",
+        f"cnnatlas summary {source}",
+        f"cnnatlas diagram {source} --out {stem}.svg",
+        f"cnnatlas plot layers {source} --out {stem}-layers.png",
+        f"cnnatlas plot rf {source} --out {stem}-rf.png",
     ]
     if r["default_recipe"]:
         commands += [
@@ -253,13 +255,14 @@ def model_page(r: dict[str, Any], has_q: bool) -> str:
             f"cnnatlas evaluate runs/{r['name']}",
         ]
     size = "×".join(map(str, r["input_size"]))
+    paper_html = f"<b>Paper:</b> {escape(paper['cite'])}.{url}<br>" if paper["cite"] else ""
+    dataset_html = f"{escape(r['dataset'])} ({r['num_classes']} classes)" if r["dataset"] else "—"
     body = f"""<h1>{name}</h1>
 <p class="lead">{escape(r["description"])}</p>
-<p><b>Paper:</b> {escape(paper["cite"])}.{url}<br>
-<b>Family:</b> {escape(r["family"])} · <b>input:</b> {size} · <b>data set:</b> {escape(r["dataset"])}
-({r["num_classes"]} classes) · <b>torchvision:</b> {escape(r["torchvision"] or "—")}</p>
+<p>{paper_html}<b>Family:</b> {escape(r["family"])} · <b>input:</b> {size} · <b>data set:</b> {dataset_html}
+· <b>torchvision:</b> {escape(r["torchvision"] or "—")}</p>
 <p><b>{t["params"]:,}</b> parameters · <b>{human(t["macs"])}</b> MACs · <b>{human_bytes(t["activation_bytes"])}</b>
-forward activations · depth <b>{t["network_depth"]}</b> weight layers · smallest input {r["min_input_size"]}</p>
+forward activations · depth <b>{t["network_depth"]}</b> weight layers · smallest input {r["min_input_size"] or "—"}</p>
 <h2>Architecture</h2>
 {diagram_html}
 <h2>Cost per layer</h2>

@@ -7,8 +7,12 @@ conclusions, receptive-field growth, published results, the default recipe, and 
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
+
+from cnnatlas.sources import source_kind
 
 # Graphviz lays out a few hundred nodes in seconds; bigger networks (ResNet-1202) are drawn
 # with their blocks collapsed to the deepest module level that stays under this many nodes.
@@ -33,28 +37,44 @@ def diagram_for_page(graph: Any) -> tuple[Any, int | None]:
     return graph.collapse(1), 1
 
 
-def model_record(name: str, render_diagrams: bool = True) -> dict[str, Any]:
-    """The page data of one registered model (see the module docstring)."""
-    from cnnatlas.analysis.graph import layer_graph, layer_kind
-    from cnnatlas.plot.data import chart_layers, layer_shares, rf_rows
-    from cnnatlas.plot.diagram import render
+def page_name(source: str) -> str:
+    """The file name (without .html) of a model's page: a registered name as it is; any other
+    source (``torchvision:NAME``, ``dir/file.py:NAME`` → ``file:NAME``, ``package.module:NAME``)
+    with every character outside ``[A-Za-z0-9_.]`` replaced by "-", so it never collides with a
+    registered name."""
+    kind = source_kind(source)
+    if kind == "registered":
+        return source
+    if kind == "file":  # the file's name, not its whole path
+        location, _, attribute = source.rpartition(":")
+        source = f"{Path(location).stem}:{attribute}"
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", source).strip("-.") or "model"
+
+
+def model_record(source: str, render_diagrams: bool = True, input_size: Sequence[int] | None = None) -> dict[str, Any]:
+    """The page data of one model: a registered name, or any model source (see
+    :mod:`cnnatlas.sources`), which gets the analysis without a paper, results or recipe.
+    ``input_size`` applies to sources that do not declare their own (default 3×224×224)."""
+    started = time.perf_counter()
+    if source_kind(source) == "registered":
+        record, size = _registered_metadata(source), None  # at the input its paper used
+    else:
+        record = _source_metadata(source)
+        size = record.pop("declared_input") or input_size
+    from cnnatlas.analysis.graph import layer_graph
+
+    graph = layer_graph(record.pop("model"), size)
+    record["input_size"] = list(graph.analysis.input_shape[1:])
+    record.update(_analysis_fields(graph, render_diagrams))
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+def _registered_metadata(name: str) -> dict[str, Any]:
     from cnnatlas.published import matches_protocol, select
     from cnnatlas.registry import model_info
 
-    started = time.perf_counter()
     info = model_info(name)
-    graph = layer_graph(name)
-    analysis = graph.analysis
-    shares = layer_shares(analysis)
-    drawn, depth = diagram_for_page(graph)
-    diagram_svg = None
-    diagram_error = None
-    if render_diagrams:
-        try:
-            diagram_svg = render(drawn, "svg", timeout=RENDER_TIMEOUT_S).decode()
-            diagram_svg = diagram_svg[diagram_svg.find("<svg") :]  # inline: drop the XML prolog and DOCTYPE
-        except Exception as exc:  # Graphviz missing or failing: the page keeps the DOT source
-            diagram_error = str(exc)
     recipe = None
     if info.default_recipe:
         from cnnatlas.train.recipes import get_recipe
@@ -65,6 +85,8 @@ def model_record(name: str, render_diagrams: bool = True) -> dict[str, Any]:
     }  # the compare/bubble choice
     return {
         "name": name,
+        "model": name,
+        "page": page_name(name),
         "family": info.family,
         "description": info.description,
         "paper": {
@@ -75,35 +97,10 @@ def model_record(name: str, render_diagrams: bool = True) -> dict[str, Any]:
         },
         "dataset": info.dataset,
         "num_classes": info.num_classes,
-        "input_size": list(info.input_size),
         "min_input_size": info.min_input_size,
         "torchvision": info.torchvision_name,
         "default_recipe": info.default_recipe,
         "recipe": recipe,
-        "totals": dict(analysis.totals),
-        "layers": [
-            {
-                "name": r.name,
-                "type": r.type,
-                "spec": r.spec,
-                "output": r.output_shape[1:],
-                "params": r.params,
-                "macs": r.macs,
-                "activation_bytes": r.activation_bytes,
-                "rf": r.receptive_field,
-                "jump": r.jump,
-                "kind": layer_kind(r),
-            }
-            for r in analysis.layers
-        ],
-        "chart_layers": [r.name for r in chart_layers(analysis)],
-        "shares": {
-            "fc_param_share": shares.fc_param_share,
-            "conv_mac_share": shares.conv_mac_share,
-            "early_activation_share": shares.early_activation_share,
-            "sentences": shares.sentences(),
-        },
-        "rf": [{"name": r.name, "rf": r.receptive_field, "jump": r.jump} for r in rf_rows(analysis)],
         "results": [
             {
                 "metric": r.metric,
@@ -131,6 +128,76 @@ def model_record(name: str, render_diagrams: bool = True) -> dict[str, Any]:
             }
             for metric, r in chosen.items()
         },
+    }
+
+
+def _source_metadata(source: str) -> dict[str, Any]:
+    """A torchvision model or the user's own network: what its source tells, nothing invented."""
+    from cnnatlas.sources import resolve_source
+
+    resolved = resolve_source(source, meta=True)
+    kind = {"torchvision": "torchvision", "file": "your file", "module": "your module"}[resolved.kind]
+    return {
+        "name": resolved.name,
+        "model": resolved.model,
+        "declared_input": resolved.input_size,
+        "page": page_name(source),
+        "family": resolved.kind,
+        "description": f"{type(resolved.model).__name__} from {kind} ({source}), analysed without weights",
+        "paper": {"cite": "", "short": "", "year": None, "url": ""},
+        "dataset": "",
+        "num_classes": None,
+        "min_input_size": None,
+        "torchvision": source.split(":", 1)[1] if resolved.kind == "torchvision" else None,
+        "default_recipe": None,
+        "recipe": None,
+        "results": [],
+        "chosen": {"top-1": None, "top-5": None},
+    }
+
+
+def _analysis_fields(graph: Any, render_diagrams: bool) -> dict[str, Any]:
+    """The analyser's part of a page: totals, layers, chart data, receptive field, diagram."""
+    from cnnatlas.analysis.graph import layer_kind
+    from cnnatlas.plot.data import chart_layers, layer_shares, rf_rows
+    from cnnatlas.plot.diagram import render
+
+    analysis = graph.analysis
+    shares = layer_shares(analysis)
+    drawn, depth = diagram_for_page(graph)
+    diagram_svg = None
+    diagram_error = None
+    if render_diagrams:
+        try:
+            diagram_svg = render(drawn, "svg", timeout=RENDER_TIMEOUT_S).decode()
+            diagram_svg = diagram_svg[diagram_svg.find("<svg") :]  # inline: drop the XML prolog and DOCTYPE
+        except Exception as exc:  # Graphviz missing or failing: the page keeps the DOT source
+            diagram_error = str(exc)
+    return {
+        "totals": dict(analysis.totals),
+        "layers": [
+            {
+                "name": r.name,
+                "type": r.type,
+                "spec": r.spec,
+                "output": r.output_shape[1:],
+                "params": r.params,
+                "macs": r.macs,
+                "activation_bytes": r.activation_bytes,
+                "rf": r.receptive_field,
+                "jump": r.jump,
+                "kind": layer_kind(r),
+            }
+            for r in analysis.layers
+        ],
+        "chart_layers": [r.name for r in chart_layers(analysis)],
+        "shares": {
+            "fc_param_share": shares.fc_param_share,
+            "conv_mac_share": shares.conv_mac_share,
+            "early_activation_share": shares.early_activation_share,
+            "sentences": shares.sentences(),
+        },
+        "rf": [{"name": r.name, "rf": r.receptive_field, "jump": r.jump} for r in rf_rows(analysis)],
         "diagram": {
             "svg": diagram_svg,
             "dot": drawn.to_dot(),
@@ -138,7 +205,6 @@ def model_record(name: str, render_diagrams: bool = True) -> dict[str, Any]:
             "nodes": len(drawn.layer_nodes),
             "error": diagram_error,
         },
-        "seconds": time.perf_counter() - started,
     }
 
 
@@ -162,4 +228,4 @@ def winners_record() -> list[dict[str, Any]]:
     ]
 
 
-__all__ = ["MAX_DIAGRAM_EDGES", "MAX_DIAGRAM_NODES", "diagram_for_page", "model_record", "winners_record"]
+__all__ = ["MAX_DIAGRAM_EDGES", "MAX_DIAGRAM_NODES", "diagram_for_page", "model_record", "page_name", "winners_record"]

@@ -7,11 +7,23 @@ import sys
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from cnnatlas.cli.analysis import _positive_int
+    from cnnatlas.cli.analysis import SOURCE_HELP, _positive_int, parse_input_size
 
     a = sub.add_parser("atlas", help="build the offline HTML atlas (index, one page per model, formulas)")
     a.add_argument("--out", required=True, metavar="DIR", help="directory to write (new, empty, or an earlier atlas)")
-    a.add_argument("--models", nargs="+", metavar="PATTERN", help="names or patterns (default: every model)")
+    a.add_argument(
+        "--models",
+        nargs="+",
+        metavar="SOURCE",
+        help="registered names or patterns (default: every registered model), and any other model source: "
+        + SOURCE_HELP,
+    )
+    a.add_argument(
+        "--input",
+        type=parse_input_size,
+        metavar="CxHxW",
+        help="input of the sources that declare none (default 3x224x224); registered models use their paper's",
+    )
     a.add_argument("--jobs", type=_positive_int, default=None, metavar="N", help="worker processes (default: CPUs)")
     a.set_defaults(handler=_cmd_atlas)
 
@@ -26,7 +38,13 @@ def _cmd_atlas(args: argparse.Namespace) -> int:
     def progress(name: str, done: int, total: int) -> None:
         print(f"\r[{done}/{total}] {name:<32}", end="", file=sys.stderr, flush=True)
 
-    built = build_atlas(args.out, args.models, jobs=args.jobs, progress=progress if sys.stderr.isatty() else None)
+    built = build_atlas(
+        args.out,
+        args.models,
+        jobs=args.jobs,
+        progress=progress if sys.stderr.isatty() else None,
+        input_size=args.input,
+    )
     if sys.stderr.isatty():
         print(file=sys.stderr)
     print(f"wrote {built.pages} pages for {len(built.models)} models to {built.out_dir} in {built.seconds:.1f} s")
