@@ -37,6 +37,7 @@ import statistics
 import time
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 import cnnatlas
@@ -96,8 +97,10 @@ def interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], x: torch.Tensor, 
 def _logits(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
     with torch.inference_mode():
         out = fn(x)
-    if isinstance(out, list):  # ONNX Runtime returns numpy arrays
-        return torch.from_numpy(out[0]) if not isinstance(out[0], torch.Tensor) else out[0]
+    if isinstance(out, list):  # a session's list of outputs
+        out = out[0]
+    if isinstance(out, np.ndarray):  # ONNX Runtime returns numpy arrays
+        return torch.from_numpy(out)
     if not isinstance(out, torch.Tensor) and hasattr(out, "logits"):
         return out.logits
     return main_logits(model, out)

@@ -235,3 +235,20 @@ def test_experiment_list_names_every_experiment_with_its_claim(capsys: pytest.Ca
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == list(EXPERIMENTS) and len(rows) == 13
     assert all(r["claim"] and r["question"] and r["models"] for r in rows)
+
+
+def test_finding_names_runs_stuck_at_chance() -> None:
+    from cnnatlas.experiments.report import finding
+
+    def run(seed: int, errors: list[float]) -> dict:
+        return {"seed": seed, "curve": [{"epoch": i + 1, "train_error": e} for i, e in enumerate(errors)]}
+
+    arms = {
+        # seed 1 sat at chance (90% error on 10 classes) for all three epochs; seed 0 learned
+        "relu": {"runs": [run(0, [0.70, 0.28, 0.14]), run(1, [0.894, 0.885, 0.885])]},
+        # high but falling: learning, only slowly — not stuck
+        "sigmoid": {"runs": [run(0, [0.90, 0.86, 0.82])], "vs_baseline": {"p": 0.3, "significant": False}},
+    }
+    text = finding({"metric": "train_error", "arms": arms, "seeds": [0, 1]})
+    assert "did not learn" in text and "`relu` seed 1" in text
+    assert "seed 0" not in text.split("did not learn")[1] and "`sigmoid`" not in text.split("did not learn")[1]

@@ -289,6 +289,19 @@ def _pts(metric: str, value: float) -> str:
     return f"{100 * value:+.1f} points" if metric in PERCENT else f"{value:+.3g}"
 
 
+def _runs_that_did_not_learn(arms: Mapping[str, Any]) -> list[str]:
+    """``arm`` seed N for every run whose training error was ≥ 80% at the first epoch and still
+    there (within 2 points) at the last: a network stuck at chance, e.g. ReLU units that stopped
+    firing for every input and so get no gradient."""
+    stuck = []
+    for name, entry in arms.items():
+        for run in entry.get("runs", []):
+            curve = [point["train_error"] for point in run.get("curve", []) if point.get("train_error") is not None]
+            if len(curve) >= 2 and min(curve) >= 0.8 and curve[0] - curve[-1] < 0.02:
+                stuck.append(f"`{name}` seed {run['seed']}")
+    return stuck
+
+
 def finding(results: Mapping[str, Any]) -> str:
     """What the evidence shows, in one or two sentences derived from the numbers and the
     significance rule (never more than the rule allows)."""
@@ -313,6 +326,12 @@ def finding(results: Mapping[str, Any]) -> str:
             sentences.append(f"{', '.join(quiet)}: no measurable difference at this scale")
         else:
             sentences.append(f"No measurable difference in {label} between the arms at this scale ({seeds} seeds)")
+    stuck = _runs_that_did_not_learn(arms)
+    if stuck:
+        sentences.append(
+            "Runs that did not learn (training error stayed above 80% and did not fall from the first epoch to the "
+            "last; they count in the mean): " + ", ".join(stuck)
+        )
     extra = results.get("extra", {})
     if "timing" in extra:
         t = extra["timing"]["arms"]
