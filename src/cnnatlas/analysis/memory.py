@@ -17,7 +17,9 @@ framework's workspaces (e.g. oneDNN's convolution buffers), and allocator roundi
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -61,13 +63,30 @@ def _loss(model: nn.Module, out: Any, target: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, target)
 
 
+@contextmanager
+def _quiet_profiler_backend() -> Iterator[None]:
+    """Kineto, the profiler's C++ back end, writes "profiler_start"/"profiler_stop" lines (and,
+    on a machine without a GPU, a gpuGetDeviceCount error) straight to the process's stderr, which
+    would land in the middle of `cnnatlas summary --measure` or `cnnatlas bench` output. Its
+    KINETO_LOG_LEVEL 6 silences them; it is read when the profiler starts, so the variable is set
+    only for that moment, and a level the user chose is left alone."""
+    chosen = os.environ.get("KINETO_LOG_LEVEL")
+    if chosen is None:
+        os.environ["KINETO_LOG_LEVEL"] = "6"
+    try:
+        yield
+    finally:
+        if chosen is None:
+            os.environ.pop("KINETO_LOG_LEVEL", None)
+
+
 def cpu_allocation_peak(call: Callable[[], Any]) -> int:
     """The largest running sum of CPU allocations minus frees while ``call()`` runs, in bytes,
     from the profiler's memory accounting (``profile_memory=True``: every allocation and free
     with a timestamp). Tensors alive before the call are not included."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_profiler_backend(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         call()
     events = sorted(
         (e.start_ns(), e.nbytes())
