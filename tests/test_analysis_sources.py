@@ -71,7 +71,12 @@ def test_user_file_class_and_function_with_options(user_file: Path) -> None:
     assert model.conv.out_channels == 6
     small = resolve_model(f"{user_file}:small", num_classes=5, meta=True)
     assert small.conv.out_channels == 4 and small.scale.shape == (5, 16) and small.scale.is_meta
-    assert parse_model_options(["width=6", "name=abc", "sizes=[1, 2]"]) == {"width": 6, "name": "abc", "sizes": [1, 2]}
+    assert parse_model_options(["width=6", "name=abc", "sizes=[1, 2]"]) == {"width": 6, "name": "abc", "sizes": (1, 2)}
+    # the forms a shell user types: a bare tuple, JSON's true/null, dashes in the name
+    parsed = parse_model_options(["widths=16,16,16", "aux-logits=true", "dropout=null", "kernels=(3,)"])
+    assert parsed == {"widths": (16, 16, 16), "aux_logits": True, "dropout": None, "kernels": (3,)}
+    with pytest.raises(InputError, match="NAME=VALUE"):
+        parse_model_options(["=3"])
 
 
 def test_package_module_source() -> None:

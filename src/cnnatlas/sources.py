@@ -24,6 +24,7 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,14 @@ from torch import nn
 
 from cnnatlas.errors import CnnAtlasError, InputError
 
-__all__ = ["ResolvedModel", "parse_model_options", "resolve_model", "resolve_source", "source_kind"]
+__all__ = [
+    "ResolvedModel",
+    "parse_model_options",
+    "parse_option_value",
+    "resolve_model",
+    "resolve_source",
+    "source_kind",
+]
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -90,19 +98,31 @@ def resolve_source(source: str, *, meta: bool = False, **options: Any) -> Resolv
     return ResolvedModel(model=model, name=source, kind=kind, input_size=None)
 
 
-def parse_model_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["num_classes=10", "mode='fast'", "widths=[32,64]"]`` → a dict: each value is read as a
-    Python literal (number, string, list, True/None …), or kept as text if it is not one."""
+def parse_option_value(text: str) -> Any:
+    """One ``--model-option``/``--data-option`` value: a Python literal where it is one (``16``,
+    ``0.5``, ``'fast'``, ``None``, ``(16, 32)``, and so ``16,32`` as well), else a JSON literal
+    (``true``, ``null``), else the text itself. Lists become tuples, the form the builders take."""
+    text = text.strip()
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parse_model_options(pairs: list[str] | None, flag: str = "--model-option") -> dict[str, Any]:
+    """``["num_classes=10", "mode='fast'", "widths=16,32"]`` → a dict; values by
+    :func:`parse_option_value`, "-" in names read as "_" (``drop-path-rate`` = ``drop_path_rate``)."""
     options: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
-        key = key.strip()
+        key = key.strip().replace("-", "_")
         if not sep or not key.isidentifier():
-            raise InputError(f"a model option must look like NAME=VALUE, got {pair!r}")
-        try:
-            options[key] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            options[key] = text.strip()
+            raise InputError(f"{flag} must look like NAME=VALUE, got {pair!r}")
+        options[key] = parse_option_value(text)
     return options
 
 

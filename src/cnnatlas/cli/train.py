@@ -118,16 +118,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     return result
 
 
-def _literal(text: str) -> Any:
-    """Model/data options: JSON literals where they parse (numbers, true, lists), else strings."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return tuple(value) if isinstance(value, list) else value
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
+    from cnnatlas.sources import parse_model_options
     from cnnatlas.train.trainer import train
 
     progress = _Progress(show_progress=not args.quiet)  # warnings are shown even with --quiet
@@ -154,8 +146,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every_minutes=args.checkpoint_every_minutes,
         limit_train=args.limit_train,
         limit_test=args.limit_test,
-        data_options={k: _literal(v) for k, v in _pairs(args.data_option, "--data-option").items()},
-        model_options={k: _literal(v) for k, v in _pairs(args.model_option, "--model-option").items()},
+        data_options=parse_model_options(args.data_option, "--data-option"),
+        model_options=parse_model_options(args.model_option, "--model-option"),
         num_workers=args.workers,
         init_from=args.init_from,
         init_exclude=args.init_exclude,
