@@ -42,11 +42,13 @@ meant for a GPU or a long CPU run, and takes `--data cifar10 --root DIR` as well
 
 The numbers below were recorded with `cnnatlas experiment run NAME --out DIR/NAME` (the call
 `benchmarks/record_experiments.py run` makes) and this page was written by
-`benchmarks/record_experiments.py docs --out DIR`, on a shared 2-core AMD EPYC VM (torch 2.14.1,
-CPU only) while many other jobs ran on it: the load average printed with each experiment was far
-above the core count, so absolute times are pessimistic and only ratios measured within one
-experiment mean anything. Only the `quick` budget was recorded; the experiments marked "not yet
-recorded" did not fit in the time this machine had.
+`benchmarks/record_experiments.py docs --out DIR`, on a 2-core AMD EPYC VM (torch 2.14.1, CPU
+only) that other jobs shared: the load average printed with each experiment is above the core
+count (about 34 for the first ones recorded, 5–9 for the rest), so absolute times are pessimistic
+and only ratios measured within one experiment mean anything. Only the `quick` budget was
+recorded. At that budget some runs of the small networks without batch normalisation stay at
+chance for all three epochs; each experiment names them ("did not learn"). They count in the mean
+and widen the spread — part of the answer: such nets, trained briefly, are fragile.
 """
 
 

@@ -8,10 +8,21 @@ restored when it ends. The suite runs in random order (pytest-randomly) to keep 
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Callable, ContextManager, Iterator
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (`-n N`) every worker is a process of its own: split the cores between
+    # them, or N workers × all-core thread pools oversubscribe the machine and run slower than one.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @contextmanager
