@@ -252,3 +252,21 @@ def test_finding_names_runs_stuck_at_chance() -> None:
     text = finding({"metric": "train_error", "arms": arms, "seeds": [0, 1]})
     assert "did not learn" in text and "`relu` seed 1" in text
     assert "seed 0" not in text.split("did not learn")[1] and "`sigmoid`" not in text.split("did not learn")[1]
+
+
+@pytest.mark.parametrize("budget", ["quick", "full", "smoke"])
+def test_every_budget_asks_the_cluttered_task_for_something_it_can_make(budget: str) -> None:
+    # The options are checked before any digit is drawn; a budget whose canvas cannot hold its
+    # own scale jitter would only fail when someone runs it (the multi-scale quick budget did).
+    import inspect
+
+    from cnnatlas.data import cluttered
+
+    defaults = {k: p.default for k, p in inspect.signature(cluttered.make_cluttered).parameters.items()}
+    for exp in EXPERIMENTS.values():
+        plan = exp.budgets[budget]
+        if not plan.data.startswith("cluttered-mnist"):
+            continue
+        for arm in exp.arms_for(budget):
+            options = {**defaults, **plan.data_options, **arm.data_options, **plan.arm_data_options.get(arm.name, {})}
+            cluttered._check(options["canvas"], options["clutter"], options["train_size"], options["scale_jitter"])

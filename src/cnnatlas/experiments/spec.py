@@ -279,7 +279,9 @@ def _catalogue() -> dict[str, Experiment]:
                     data_options={"scale_jitter": 0.25},
                 ),
             ),
-            _budgets(quick_data=CLUTTERED, quick_options={"canvas": 32, "clutter": 0}, quick_limit=2000),
+            _budgets(
+                quick_data=CLUTTERED, quick_options={"canvas": 36, "clutter": 0}, quick_limit=2000
+            ),  # 28 × 1.25 = 35 fits
             measures=("multiscale",),
             fixed_data=True,
         ),
