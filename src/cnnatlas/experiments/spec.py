@@ -279,9 +279,8 @@ def _catalogue() -> dict[str, Experiment]:
                     data_options={"scale_jitter": 0.25},
                 ),
             ),
-            _budgets(
-                quick_data=CLUTTERED, quick_options={"canvas": 36, "clutter": 0}, quick_limit=2000
-            ),  # 28 × 1.25 = 35 fits
+            # the quick canvas holds a 28-pixel digit scaled by up to 1.25 (35 pixels)
+            _budgets(quick_data=CLUTTERED, quick_options={"canvas": 36, "clutter": 0}, quick_limit=2000),
             measures=("multiscale",),
             fixed_data=True,
         ),
