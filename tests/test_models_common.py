@@ -4,6 +4,8 @@ source."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -63,6 +65,26 @@ def test_meta_build_interface_and_info(name: str) -> None:
     assert (info.paper.short(), info.paper.year) == PAPERS.get(name, PAPERS.get(info.family)), name
     out = model.eval()(torch.empty(2, *info.input_size, device="meta"))
     assert tuple(model.main_logits(out).shape) == (2, info.num_classes)
+
+
+# Constructor keywords that are not model options because the builder derives them from one that
+# is: NiN's smallest input side follows from its stage table (``stages``).
+DERIVED_CONSTRUCTOR_KEYWORDS = {"NiN": {"min_input_size"}}
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_constructor_option_is_a_model_option(name: str) -> None:
+    """docs/models/README.md: the options of create_model (``--model-option``) are the family
+    constructor's, so every keyword of the built class must be accepted, with the same default."""
+    builder = cnnatlas.lookup(name).builder
+    cls = type(create_meta_model(name))
+    constructor = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+    accepted = inspect.signature(builder).parameters
+    missing = set(constructor) - set(accepted) - DERIVED_CONSTRUCTOR_KEYWORDS.get(cls.__name__, set())
+    assert not missing, f"{name}: {cls.__name__} takes {sorted(missing)}, which create_model rejects"
+    for key, param in constructor.items():
+        if key in accepted and inspect.Parameter.empty not in (param.default, accepted[key].default):
+            assert accepted[key].default == param.default, f"{name}: {key} defaults differ"
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

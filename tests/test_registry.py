@@ -10,7 +10,7 @@ import torch
 import cnnatlas
 from cnnatlas.base import AtlasModel
 from cnnatlas.cli import main
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import ModelInfo, Paper, Variant, lookup, register_family, register_model
 
 _PAPER = Paper("A. Author", "A test paper", 2000, "Nowhere")
 
@@ -36,6 +36,42 @@ def test_duplicate_registration_raises() -> None:
     register_model(info, _Tiny)
     with pytest.raises(ValueError, match="already registered"):
         register_model(info, _Tiny)
+
+
+def test_register_family_fills_each_row_from_the_family_values() -> None:
+    other = Paper("B. Author", "Another test paper", 2001, "Elsewhere")
+    rows = (
+        Variant("tiny_family_a", "first", {"width": 5}),
+        Variant(
+            "tiny_family_b",
+            "second",
+            input_size=(3, 16, 16),
+            dataset="CIFAR-10",
+            num_classes=4,
+            recipe="lenet5",
+            paper=other,
+            torchvision_name="tiny",
+        ),
+    )
+    register_family("test", _PAPER, _Tiny, rows, input_size=(1, 8, 8), dataset="none", num_classes=2, recipe="vgg")
+    first, second = lookup("tiny_family_a"), lookup("tiny_family_b")
+    assert first.info == ModelInfo(
+        "tiny_family_a", "test", _PAPER, (1, 8, 8), "none", 2, "first", default_recipe="vgg", defaults={"width": 5}
+    )
+    assert second.info == ModelInfo(
+        "tiny_family_b",
+        "test",
+        other,
+        (3, 16, 16),
+        "CIFAR-10",
+        4,
+        "second",
+        torchvision_name="tiny",
+        default_recipe="lenet5",
+    )
+    assert first.builder is _Tiny and cnnatlas.create_model("tiny_family_a").conv.out_channels == 5
+    with pytest.raises(ValueError, match="'tiny_family_c' needs an input_size"):
+        register_family("test", _PAPER, _Tiny, [Variant("tiny_family_c", "no data set")], input_size=(1, 8, 8))
 
 
 def test_overrides_merge_and_unknown_options_are_input_errors() -> None:

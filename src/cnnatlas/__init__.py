@@ -15,7 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from cnnatlas.errors import CheckpointError, CnnAtlasError, DataError, InputError
-from cnnatlas.registry import ModelInfo, create_model, list_models, lookup, model_info, register_model
+from cnnatlas.registry import (
+    ModelInfo,
+    Paper,
+    Variant,
+    create_model,
+    list_models,
+    lookup,
+    model_info,
+    register_family,
+    register_model,
+)
 from cnnatlas.weights import load_weights, save_weights
 
 __version__ = "0.1.0"
@@ -26,12 +36,15 @@ __all__ = [
     "DataError",
     "InputError",
     "ModelInfo",
+    "Paper",
+    "Variant",
     "analyze",
     "create_model",
     "list_models",
     "load_weights",
     "lookup",
     "model_info",
+    "register_family",
     "register_model",
     "save_weights",
 ]

@@ -1,10 +1,10 @@
 """The one model registry: ``register_model``, ``list_models``, ``create_model``, ``model_info``.
 
-Family files register their variants from tables at import time (see ``cnnatlas.models``).
-A registration is static metadata (paper, input size) plus a keyword-only
-builder; figures that depend on the built network (parameter count, minimum input size) are
-read off a model built on the meta device, so they can never drift from the code; published
-results come from the one table in ``cnnatlas.published``.
+Family files register their variants at import time: a table of :class:`Variant` rows handed to
+:func:`register_family` (see ``cnnatlas.models``). A registration is static metadata (paper,
+input size) plus a keyword-only builder; figures that depend on the built network (parameter
+count, minimum input size) are read off a model built on the meta device, so they can never
+drift from the code; published results come from the one table in ``cnnatlas.published``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, NamedTuple
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import torch
 from torch import nn
@@ -89,6 +90,68 @@ def register_model(info: ModelInfo, builder: Builder) -> None:
     if not info.name or info.name != info.name.lower() or " " in info.name:
         raise ValueError(f"model names are lower-case identifiers, got {info.name!r}")
     _REGISTRY[info.name] = Registration(info, builder)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a family's variant table, as a paper's table lists its networks.
+
+    ``options`` are this variant's builder keywords (``ModelInfo.defaults``; ``create_model``
+    overrides any of them). A field left ``None`` among ``input_size``, ``dataset``,
+    ``num_classes``, ``recipe`` and ``paper`` takes the family-wide value given to
+    :func:`register_family`, so a table spells out only what differs between its rows.
+    """
+
+    name: str
+    description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    torchvision_name: str | None = None  # state-dict compatible torchvision model, if any
+    input_size: tuple[int, int, int] | None = None
+    dataset: str | None = None
+    num_classes: int | None = None
+    recipe: str | None = None  # the default training recipe (cnnatlas.train.recipes)
+    paper: Paper | None = None  # for a family whose variants come from several papers
+
+
+# The data settings several families share, for a row or a family: ``register_family(..., **IMAGENET)``.
+IMAGENET: Mapping[str, Any] = MappingProxyType(
+    {"input_size": (3, 224, 224), "dataset": "ImageNet-1k", "num_classes": 1000}
+)
+CIFAR10: Mapping[str, Any] = MappingProxyType({"input_size": (3, 32, 32), "dataset": "CIFAR-10", "num_classes": 10})
+
+
+def register_family(
+    family: str,
+    paper: Paper,
+    builder: Builder,
+    variants: Iterable[Variant],
+    *,
+    input_size: tuple[int, int, int] | None = None,
+    dataset: str | None = None,
+    num_classes: int | None = None,
+    recipe: str | None = None,
+) -> None:
+    """Register every row of ``variants`` under ``family`` with the one ``builder``; the keyword
+    arguments are the family-wide values of the rows' ``None`` fields."""
+    for row in variants:
+        size = row.input_size or input_size
+        data = row.dataset or dataset
+        classes = row.num_classes if row.num_classes is not None else num_classes
+        if size is None or data is None or classes is None:
+            raise ValueError(f"model {row.name!r} needs an input_size, dataset and num_classes (in its row or family)")
+        info = ModelInfo(
+            name=row.name,
+            family=family,
+            paper=row.paper or paper,
+            input_size=size,
+            dataset=data,
+            num_classes=classes,
+            description=row.description,
+            torchvision_name=row.torchvision_name,
+            default_recipe=row.recipe or recipe,
+            defaults=dict(row.options),
+        )
+        register_model(info, builder)
 
 
 def _ensure_models_imported() -> None:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 TOWERS = 2
 
@@ -431,43 +431,23 @@ _PAPER_2014 = Paper(
     url="https://arxiv.org/abs/1404.5997",
 )
 
-_VARIANTS: tuple[dict[str, Any], ...] = (
-    dict(
-        name="alexnet",
-        paper=_PAPER_2014,
-        input_size=(3, 224, 224),
-        description="One-tower AlexNet, state-dict compatible with torchvision's alexnet",
-        # The one-tower paper reports results of a related but different configuration
-        # (conv4 with 384 maps), so none are attached to torchvision's network (see
-        # cnnatlas.published).
+_VARIANTS = (
+    # The one-tower paper reports results of a related but different configuration (conv4 with
+    # 384 maps), so none are attached to torchvision's network (see cnnatlas.published).
+    Variant(
+        "alexnet",
+        "One-tower AlexNet, state-dict compatible with torchvision's alexnet",
+        {"layout": "one_tower"},
         torchvision_name="alexnet",
-        defaults={"layout": "one_tower"},
+        paper=_PAPER_2014,
     ),
-    dict(
-        name="alexnet_2012",
-        paper=_PAPER_2012,
-        input_size=(3, 227, 227),
-        description="AlexNet as published: two towers, LRN, overlapping pooling (model-parallel form via devices=)",
-        torchvision_name=None,
-        defaults={"layout": "two_towers"},
+    Variant(
+        "alexnet_2012",
+        "AlexNet as published: two towers, LRN, overlapping pooling (model-parallel form via devices=)",
+        {"layout": "two_towers"},
+        input_size=(3, 227, 227),  # the paper's "224" is a misprint (see AlexNet2012)
     ),
 )
-
-for _variant in _VARIANTS:
-    register_model(
-        ModelInfo(
-            name=_variant["name"],
-            family="alexnet",
-            paper=_variant["paper"],
-            input_size=_variant["input_size"],
-            dataset="ImageNet-1k",
-            num_classes=1000,
-            description=_variant["description"],
-            torchvision_name=_variant["torchvision_name"],
-            default_recipe="alexnet2012",
-            defaults=_variant["defaults"],
-        ),
-        _build,
-    )
+register_family("alexnet", _PAPER_2012, _build, _VARIANTS, recipe="alexnet2012", **IMAGENET)
 
 __all__ = ["AlexNet", "AlexNet2012", "AlexNet2012ModelParallel", "AlexNetTower", "TowerLocalResponseNorm"]

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import paper_names_by_prefix, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import CIFAR10, IMAGENET, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -237,36 +237,6 @@ class DenseNet(AtlasModel):
         return paper_names_by_prefix(self, prefixes)
 
 
-# -- builder -----------------------------------------------------------------------------------
-
-
-def _build(
-    *,
-    num_classes: int,
-    in_chans: int,
-    growth_rate: int,
-    block_config: Sequence[int],
-    num_init_features: int,
-    bn_size: int | None = 4,
-    compression: float = 0.5,
-    stem: str = "imagenet",
-    drop_rate: float = 0.0,
-    memory_efficient: bool = False,
-) -> DenseNet:
-    return DenseNet(
-        num_classes=num_classes,
-        in_chans=in_chans,
-        growth_rate=growth_rate,
-        block_config=tuple(block_config),
-        num_init_features=num_init_features,
-        bn_size=bn_size,
-        compression=compression,
-        stem=stem,
-        drop_rate=drop_rate,
-        memory_efficient=memory_efficient,
-    )
-
-
 # -- registered variants -----------------------------------------------------------------------
 
 _PAPER = Paper(
@@ -278,70 +248,56 @@ _PAPER = Paper(
 )
 
 
-_IMAGENET = dict(input_size=(3, 224, 224), dataset="ImageNet-1k", num_classes=1000, recipe="densenet_imagenet")
-_CIFAR = dict(input_size=(3, 32, 32), dataset="CIFAR-10", num_classes=10, recipe="densenet_cifar")
+def _imagenet(name: str, description: str, options: dict[str, Any], torchvision: str | None = None) -> Variant:
+    """A Table 1 network: 224×224 ImageNet, the 7×7/2 stem, four dense blocks."""
+    return Variant(name, description, options, torchvision_name=torchvision, recipe="densenet_imagenet", **IMAGENET)
 
-# name: (setting, builder kwargs, torchvision name, description); published results: cnnatlas.published
-_VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], str | None, str]] = {
-    "densenet121": (
-        _IMAGENET,
-        dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
+
+def _cifar(name: str, description: str, options: dict[str, Any]) -> Variant:
+    """A §4.2 CIFAR-10 network: one 3×3 conv before three dense blocks."""
+    return Variant(name, description, {**options, "stem": "cifar"}, recipe="densenet_cifar", **CIFAR10)
+
+
+# Published results: cnnatlas.published
+_VARIANTS = (
+    _imagenet(
         "densenet121",
         "DenseNet-BC-121 (k=32), Table 1",
+        dict(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64),
+        "densenet121",
     ),
-    "densenet161": (
-        _IMAGENET,
-        dict(growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96),
+    _imagenet(  # not in the paper's tables
         "densenet161",
         "DenseNet-BC-161 (k=48, 96 initial features), released with the paper's code",
-    ),  # not in the paper's tables
-    "densenet169": (
-        _IMAGENET,
-        dict(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64),
+        dict(growth_rate=48, block_config=(6, 12, 36, 24), num_init_features=96),
+        "densenet161",
+    ),
+    _imagenet(
         "densenet169",
         "DenseNet-BC-169 (k=32), Table 1",
+        dict(growth_rate=32, block_config=(6, 12, 32, 32), num_init_features=64),
+        "densenet169",
     ),
-    "densenet201": (
-        _IMAGENET,
-        dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
+    _imagenet(
         "densenet201",
         "DenseNet-BC-201 (k=32), Table 1",
+        dict(growth_rate=32, block_config=(6, 12, 48, 32), num_init_features=64),
+        "densenet201",
     ),
-    "densenet264": (
-        _IMAGENET,
-        dict(growth_rate=32, block_config=(6, 12, 64, 48), num_init_features=64),
-        None,
+    _imagenet(
+        "densenet264",
         "DenseNet-BC-264 (k=32), Table 1",
+        dict(growth_rate=32, block_config=(6, 12, 64, 48), num_init_features=64),
     ),
-    "densenet40_k12": (
-        _CIFAR,
-        dict(
-            growth_rate=12, block_config=(12, 12, 12), num_init_features=16, bn_size=None, compression=1.0, stem="cifar"
-        ),
-        None,
+    _cifar(
+        "densenet40_k12",
         "DenseNet (L=40, k=12): 3 basic dense blocks of 12 layers, no compression",
+        dict(growth_rate=12, block_config=(12, 12, 12), num_init_features=16, bn_size=None, compression=1.0),
     ),
-    "densenet_bc100_k12": (
-        _CIFAR,
-        dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4, compression=0.5, stem="cifar"),
-        None,
+    _cifar(
+        "densenet_bc100_k12",
         "DenseNet-BC (L=100, k=12): bottleneck layers, compression 0.5",
+        dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, bn_size=4, compression=0.5),
     ),
-}
-
-for _name, (_setting, _kwargs, _tv, _description) in _VARIANTS.items():
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="densenet",
-            paper=_PAPER,
-            input_size=_setting["input_size"],
-            dataset=_setting["dataset"],
-            num_classes=_setting["num_classes"],
-            description=_description,
-            torchvision_name=_tv,
-            default_recipe=_setting["recipe"],
-            defaults=_kwargs,
-        ),
-        _build,
-    )
+)
+register_family("densenet", _PAPER, DenseNet, _VARIANTS)

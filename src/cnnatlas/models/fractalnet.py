@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import capturing_graph, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import CIFAR10, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -268,32 +268,6 @@ class FractalNet(AtlasModel):
         self.num_classes = num_classes
 
 
-# -- builder -----------------------------------------------------------------------------------
-
-
-def _build(
-    *,
-    num_classes: int,
-    in_chans: int,
-    num_columns: int,
-    widths: Sequence[int] = (64, 128, 256, 512, 512),
-    dropout: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0),
-    local_drop_rate: float = 0.15,
-    global_drop_ratio: float = 0.5,
-    column: int | None = None,
-) -> FractalNet:
-    return FractalNet(
-        num_classes=num_classes,
-        in_chans=in_chans,
-        num_columns=num_columns,
-        widths=tuple(widths),
-        dropout=tuple(dropout),
-        local_drop_rate=local_drop_rate,
-        global_drop_ratio=global_drop_ratio,
-        column=column,
-    )
-
-
 # -- registered variants -----------------------------------------------------------------------
 
 _PAPER = Paper(
@@ -305,34 +279,19 @@ _PAPER = Paper(
 )
 
 
-# The paper's regularised setting (§4): drop-path plus per-block dropout 0/10/20/30/40 %.
-_PAPER_DROPOUT = (0.0, 0.1, 0.2, 0.3, 0.4)
-
-# name: (columns C, description); published results: cnnatlas.published
-_VARIANTS: dict[str, tuple[int, str]] = {
-    "fractalnet20": (3, "FractalNet, 20 layers deep: B=5 blocks of C=3 columns, 64-512 channels"),
-    "fractalnet40": (4, "FractalNet, 40 layers deep: B=5 blocks of C=4 columns, 64-512 channels"),
-}
-
-for _name, (_columns, _description) in _VARIANTS.items():
-    _defaults: dict[str, Any] = {
-        "num_columns": _columns,
-        "dropout": _PAPER_DROPOUT,
+def _regularised(num_columns: int) -> dict[str, Any]:
+    """The paper's regularised setting (§4): drop-path plus per-block dropout 0/10/20/30/40 %."""
+    return {
+        "num_columns": num_columns,
+        "dropout": (0.0, 0.1, 0.2, 0.3, 0.4),
         "local_drop_rate": 0.15,
         "global_drop_ratio": 0.5,
     }
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="fractalnet",
-            paper=_PAPER,
-            input_size=(3, 32, 32),
-            dataset="CIFAR-10",
-            num_classes=10,
-            description=_description,
-            torchvision_name=None,
-            default_recipe="fractalnet_cifar",
-            defaults=_defaults,
-        ),
-        _build,
-    )
+
+
+# Published results: cnnatlas.published
+_VARIANTS = (
+    Variant("fractalnet20", "FractalNet, 20 layers deep: B=5 blocks of C=3 columns, 64-512 channels", _regularised(3)),
+    Variant("fractalnet40", "FractalNet, 40 layers deep: B=5 blocks of C=4 columns, 64-512 channels", _regularised(4)),
+)
+register_family("fractalnet", _PAPER, FractalNet, _VARIANTS, recipe="fractalnet_cifar", **CIFAR10)

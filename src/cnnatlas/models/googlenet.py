@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 
 class GoogLeNetOutputs(NamedTuple):
@@ -444,7 +444,9 @@ def _build(
     aux_logits: bool,
     transform_input: bool = False,
     dropout: float | None = None,
+    aux_dropout: float = 0.7,
 ) -> GoogLeNet:
+    """``layout`` names one of :data:`LAYOUTS`; every other option goes to :class:`GoogLeNet`."""
     return GoogLeNet(
         LAYOUTS[layout],
         num_classes=num_classes,
@@ -452,6 +454,7 @@ def _build(
         aux_logits=aux_logits,
         transform_input=transform_input,
         dropout=dropout,
+        aux_dropout=aux_dropout,
     )
 
 
@@ -464,36 +467,17 @@ PAPER = Paper(
     url="https://arxiv.org/abs/1409.4842",
 )
 
-VARIANTS = [
-    dict(
-        name="googlenet",
-        layout="paper",
-        aux_logits=True,
-        torchvision_name=None,
-        description="GoogLeNet as published: LRN stem, 9 inception modules with real 5×5 branches, 2 aux heads",
+VARIANTS = (
+    Variant(
+        "googlenet",
+        "GoogLeNet as published: LRN stem, 9 inception modules with real 5×5 branches, 2 aux heads",
+        {"layout": "paper", "aux_logits": True},
     ),
-    dict(
-        name="googlenet_bn",
-        layout="torchvision",
-        aux_logits=False,
+    Variant(
+        "googlenet_bn",
+        "torchvision's GoogLeNet: BN conv units, 3×3 in the '5×5' branch, optional aux heads",
+        {"layout": "torchvision", "aux_logits": False},
         torchvision_name="googlenet",
-        description="torchvision's GoogLeNet: BN conv units, 3×3 in the '5×5' branch, optional aux heads",
     ),
-]
-
-for _v in VARIANTS:
-    register_model(
-        ModelInfo(
-            name=_v["name"],
-            family="googlenet",
-            paper=PAPER,
-            input_size=(3, 224, 224),
-            dataset="ImageNet-1k",
-            num_classes=1000,
-            description=_v["description"],
-            torchvision_name=_v["torchvision_name"],
-            default_recipe="googlenet",
-            defaults={"layout": _v["layout"], "aux_logits": _v["aux_logits"]},
-        ),
-        _build,
-    )
+)
+register_family("googlenet", PAPER, _build, VARIANTS, recipe="googlenet", **IMAGENET)

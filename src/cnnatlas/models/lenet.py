@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import Paper, Variant, register_family
 
 # Table I of the paper: which S2 feature maps (rows 0–5) each C3 map (columns 0–15) combines.
 # Maps 0–5 take three contiguous S2 maps, 6–11 four contiguous ones, 12–14 four
@@ -439,11 +439,6 @@ class LeNet5(AtlasModel):
         return {"c1": "C1", "s2": "S2", "c3": "C3", "s4": "S4", "c5": "C5", "f6": "F6", "output": "OUTPUT"}
 
 
-# -- builder ---------------------------------------------------------------------------------
-def _build(*, num_classes: int, in_chans: int, paper: bool) -> LeNet5:
-    return LeNet5(num_classes=num_classes, in_chans=in_chans, paper=paper)
-
-
 # -- registered variants ---------------------------------------------------------------------
 _PAPER = Paper(
     authors="Y. LeCun, L. Bottou, Y. Bengio, P. Haffner",
@@ -453,35 +448,22 @@ _PAPER = Paper(
     url="http://yann.lecun.com/exdb/publis/pdf/lecun-01a.pdf",
 )
 
-_VARIANTS: tuple[dict, ...] = (
-    dict(
-        name="lenet5",
-        description="LeNet-5 as published: scaled tanh, trainable subsampling, Table I C3, fixed RBF output",
-        # Section III.C: 0.95% test error on MNIST without distortions, 0.8% when the
-        # training set is augmented with artificially distorted images.
-        defaults={"paper": True},
+_VARIANTS = (
+    # Section III.C: 0.95% test error on MNIST without distortions, 0.8% when the training set is
+    # augmented with artificially distorted images.
+    Variant(
+        "lenet5",
+        "LeNet-5 as published: scaled tanh, trainable subsampling, Table I C3, fixed RBF output",
+        {"paper": True},
     ),
-    dict(
-        name="lenet5_modern",
-        description="LeNet-5 as courses teach it: ReLU, max-pool, dense C3, linear 10-way head",
-        defaults={"paper": False},
+    Variant(
+        "lenet5_modern",
+        "LeNet-5 as courses teach it: ReLU, max-pool, dense C3, linear 10-way head",
+        {"paper": False},
     ),
 )
-
-for _variant in _VARIANTS:
-    register_model(
-        ModelInfo(
-            name=_variant["name"],
-            family="lenet",
-            paper=_PAPER,
-            input_size=(1, 32, 32),
-            dataset="MNIST",
-            num_classes=10,
-            description=_variant["description"],
-            default_recipe="lenet5",
-            defaults=_variant["defaults"],
-        ),
-        _build,
-    )
+register_family(
+    "lenet", _PAPER, LeNet5, _VARIANTS, input_size=(1, 32, 32), dataset="MNIST", num_classes=10, recipe="lenet5"
+)
 
 __all__ = ["LeNet5", "C3_CONNECTIONS", "DIGIT_BITMAPS", "rbf_prototypes"]

@@ -52,7 +52,7 @@ from cnnatlas.models.googlenet import ConvUnit, Inception, InceptionWidths
 from cnnatlas.models.mobilenet import _PAPER as MOBILENET_PAPER
 from cnnatlas.models.mobilenet import ConvBNReLU, DepthwiseSeparable
 from cnnatlas.models.vgg import PAPER as VGG_PAPER
-from cnnatlas.registry import ModelInfo, register_model
+from cnnatlas.registry import Variant, register_family
 
 UNITS = ("conv", "inception_naive", "inception", "separable", "full")
 POOLS = ("max2", "max3", "avg2", "stride")
@@ -237,39 +237,33 @@ class MiniNet(AtlasModel):
 _VGG, _GOOGLENET, _MOBILENET = VGG_PAPER, GOOGLENET_PAPER, MOBILENET_PAPER
 
 VARIANTS = (
-    {
-        "name": "mini_vgg",
-        "paper": _VGG,
-        "description": "experiment net: three VGG-style stages of stacked 3×3 convolutions, max pooling, "
-        "an FC-FC head of 64",
-        "defaults": {"widths": (8, 16, 32), "kernels": (3, 3), "unit": "conv", "head_width": 64},
-    },
-    {
-        "name": "mini_inception",
-        "paper": _GOOGLENET,
-        "description": "experiment net: a 3×3 stem and two Inception modules (Fig. 2b; unit='inception_naive' for 2a)",
-        "defaults": {"widths": (16, 32), "unit": "inception", "stem": 32, "norm": "bn", "head": "gap"},
-    },
-    {
-        "name": "mini_mobilenet",
-        "paper": _MOBILENET,
-        "description": "experiment net: a 3×3 stem and three depthwise-separable stages (unit='full' for full 3×3)",
-        "defaults": {"widths": (32, 64, 128), "unit": "separable", "stem": 16, "norm": "bn", "head": "gap"},
-    },
+    Variant(
+        "mini_vgg",
+        "experiment net: three VGG-style stages of stacked 3×3 convolutions, max pooling, an FC-FC head of 64",
+        {"widths": (8, 16, 32), "kernels": (3, 3), "unit": "conv", "head_width": 64},
+        paper=_VGG,
+    ),
+    Variant(
+        "mini_inception",
+        "experiment net: a 3×3 stem and two Inception modules (Fig. 2b; unit='inception_naive' for 2a)",
+        {"widths": (16, 32), "unit": "inception", "stem": 32, "norm": "bn", "head": "gap"},
+        paper=_GOOGLENET,
+    ),
+    Variant(
+        "mini_mobilenet",
+        "experiment net: a 3×3 stem and three depthwise-separable stages (unit='full' for full 3×3)",
+        {"widths": (32, 64, 128), "unit": "separable", "stem": 16, "norm": "bn", "head": "gap"},
+        paper=_MOBILENET,
+    ),
 )
-
-for _v in VARIANTS:
-    register_model(
-        ModelInfo(
-            name=str(_v["name"]),
-            family="mini",
-            paper=_v["paper"],  # type: ignore[arg-type]
-            input_size=(1, 40, 40),
-            dataset="cluttered-mnist",
-            num_classes=10,
-            description=str(_v["description"]),
-            default_recipe="experiment",
-            defaults=dict(_v["defaults"]),  # type: ignore[call-overload]
-        ),
-        MiniNet,
-    )
+# Each net names the paper whose design choice it isolates (mini_vgg's is also the family's).
+register_family(
+    "mini",
+    _VGG,
+    MiniNet,
+    VARIANTS,
+    input_size=(1, 40, 40),
+    dataset="cluttered-mnist",
+    num_classes=10,
+    recipe="experiment",
+)

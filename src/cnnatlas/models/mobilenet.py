@@ -19,14 +19,13 @@ Channel rounding for α: ``int(c · α)`` for every width c of Table 1 (α = 0.7
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import paper_names_by_prefix, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -160,13 +159,6 @@ class MobileNetV1(AtlasModel):
         return paper_names_by_prefix(self, prefixes)
 
 
-# -- builder -----------------------------------------------------------------------------------
-
-
-def _build(*, num_classes: int, in_chans: int, width_mult: float = 1.0, dropout: float = 0.0) -> MobileNetV1:
-    return MobileNetV1(num_classes=num_classes, in_chans=in_chans, width_mult=width_mult, dropout=dropout)
-
-
 # -- registered variants -----------------------------------------------------------------------
 
 _PAPER = Paper(
@@ -177,28 +169,18 @@ _PAPER = Paper(
     url="https://arxiv.org/abs/1704.04861",
 )
 
-# name: α (Table 6's rows; their published accuracy is in cnnatlas.published)
-_VARIANTS: dict[str, float] = {
-    "mobilenet_v1_100": 1.0,
-    "mobilenet_v1_075": 0.75,
-    "mobilenet_v1_050": 0.5,
-    "mobilenet_v1_025": 0.25,
-}
 
-for _name, _alpha in _VARIANTS.items():
-    _defaults: dict[str, Any] = {"width_mult": _alpha}
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="mobilenet",
-            paper=_PAPER,
-            input_size=(3, 224, 224),
-            dataset="ImageNet-1k",
-            num_classes=1000,
-            description=f"{_alpha} MobileNet-224: width multiplier α={_alpha} (Table 1 with §3.3 thinning)",
-            torchvision_name=None,
-            default_recipe="mobilenet",
-            defaults=_defaults,
-        ),
-        _build,
-    )
+def _alpha(name: str, alpha: float) -> Variant:
+    """One of Table 6's rows: MobileNet-224 thinned by the width multiplier α (§3.3)."""
+    description = f"{alpha} MobileNet-224: width multiplier α={alpha} (Table 1 with §3.3 thinning)"
+    return Variant(name, description, {"width_mult": alpha})
+
+
+# Table 6's rows; their published accuracy is in cnnatlas.published
+_VARIANTS = (
+    _alpha("mobilenet_v1_100", 1.0),
+    _alpha("mobilenet_v1_075", 0.75),
+    _alpha("mobilenet_v1_050", 0.5),
+    _alpha("mobilenet_v1_025", 0.25),
+)
+register_family("mobilenet", _PAPER, MobileNetV1, _VARIANTS, recipe="mobilenet", **IMAGENET)

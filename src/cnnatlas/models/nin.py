@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import CIFAR10, IMAGENET, Paper, Variant, register_family
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -160,6 +160,7 @@ MIN_INPUT_SIZES = {"imagenet": 39, "cifar": 4}
 
 
 def _build(*, num_classes: int, in_chans: int, stages: str) -> NiN:
+    """``stages`` names a table; the smallest input follows from it, so it is not an option."""
     return NiN(STAGE_TABLES[stages], num_classes=num_classes, in_chans=in_chans, min_input_size=MIN_INPUT_SIZES[stages])
 
 
@@ -172,41 +173,22 @@ PAPER = Paper(
     url="https://arxiv.org/abs/1312.4400",
 )
 
-VARIANTS = [
-    dict(
-        name="nin",
-        stages="imagenet",
-        input_size=(3, 224, 224),
-        dataset="ImageNet-1k",
-        num_classes=1000,
+VARIANTS = (
+    # The paper reports no ImageNet result; the authors' model-zoo page states 59.36% top-1
+    # accuracy (centre crop) — documented in docs/models/nin.md, not a paper number.
+    Variant(
+        "nin",
+        "NiN ImageNet model: 4 mlpconv stages (96/256/384/1024) + global average pooling",
+        {"stages": "imagenet"},
         recipe="nin_imagenet",
-        description="NiN ImageNet model: 4 mlpconv stages (96/256/384/1024) + global average pooling",
-        # The paper reports no ImageNet result; the authors' model-zoo page states 59.36% top-1
-        # accuracy (centre crop) — documented in docs/models/nin.md, not a paper number.
+        **IMAGENET,
     ),
-    dict(
-        name="nin_cifar",
-        stages="cifar",
-        input_size=(3, 32, 32),
-        dataset="CIFAR-10",
-        num_classes=10,
+    Variant(
+        "nin_cifar",
+        "NiN CIFAR-10 model: 3 mlpconv stages (192-160-96, 192-192-192, 192-192-10) + GAP",
+        {"stages": "cifar"},
         recipe="nin_cifar",
-        description="NiN CIFAR-10 model: 3 mlpconv stages (192-160-96, 192-192-192, 192-192-10) + GAP",
+        **CIFAR10,
     ),
-]
-
-for _v in VARIANTS:
-    register_model(
-        ModelInfo(
-            name=_v["name"],
-            family="nin",
-            paper=PAPER,
-            input_size=_v["input_size"],
-            dataset=_v["dataset"],
-            num_classes=_v["num_classes"],
-            description=_v["description"],
-            default_recipe=_v["recipe"],
-            defaults={"stages": _v["stages"]},
-        ),
-        _build,
-    )
+)
+register_family("nin", PAPER, _build, VARIANTS)

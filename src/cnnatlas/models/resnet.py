@@ -28,7 +28,6 @@ variants unchanged.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -39,7 +38,7 @@ from torch import Tensor, nn
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
 from cnnatlas.layers import capturing_graph, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import CIFAR10, IMAGENET, Paper, Variant, register_family
 
 SHORTCUTS = ("A", "B", "C", "none")
 
@@ -553,49 +552,7 @@ def _check_options(block: str, stem: str, shortcut: str, groups: int, width_per_
 
 
 # ----------------------------------------------------------------------------------------
-# Builder
-# ----------------------------------------------------------------------------------------
-
-
-def _build(
-    *,
-    num_classes: int,
-    in_chans: int,
-    block: str,
-    depths: Sequence[int],
-    widths: Sequence[int],
-    stem: str = "imagenet",
-    stem_width: int = 64,
-    preact: bool = False,
-    shortcut: str = "B",
-    groups: int = 1,
-    width_per_group: int = 64,
-    stride_on_1x1: bool = False,
-    drop_path_rate: float = 0.0,
-    dropout: float = 0.0,
-    zero_init_residual: bool = False,
-) -> ResNet:
-    return ResNet(
-        block=block,
-        depths=tuple(depths),
-        widths=tuple(widths),
-        num_classes=num_classes,
-        in_chans=in_chans,
-        stem=stem,
-        stem_width=stem_width,
-        preact=preact,
-        shortcut=shortcut,
-        groups=groups,
-        width_per_group=width_per_group,
-        stride_on_1x1=stride_on_1x1,
-        drop_path_rate=drop_path_rate,
-        dropout=dropout,
-        zero_init_residual=zero_init_residual,
-    )
-
-
-# ----------------------------------------------------------------------------------------
-# Registered variants: ONE table
+# Registered variants: one table per paper
 # ----------------------------------------------------------------------------------------
 
 _RESNET = Paper(
@@ -634,15 +591,32 @@ _SD = Paper(
     "https://arxiv.org/abs/1603.09382",
 )
 
-_IMAGENET = {"stem": "imagenet", "stem_width": 64, "widths": (64, 128, 256, 512)}
-_CIFAR = {"stem": "cifar", "stem_width": 16, "widths": (16, 32, 64)}
+_IMAGENET_STEM = {"stem": "imagenet", "stem_width": 64, "widths": (64, 128, 256, 512)}
+_CIFAR_STEM = {"stem": "cifar", "stem_width": 16, "widths": (16, 32, 64)}
 _BASIC_18, _STAGES_34 = (2, 2, 2, 2), (3, 4, 6, 3)
 _STAGES_101, _STAGES_152 = (3, 4, 23, 3), (3, 8, 36, 3)
 
 
-def _cifar(n: int, **extra: Any) -> dict[str, Any]:
+def _imagenet(name: str, description: str, options: dict[str, Any], torchvision: str | None = None) -> Variant:
+    """An ImageNet network: Table 1's 7×7/2 stem and 64…512 stage widths unless ``options`` say otherwise."""
+    return Variant(
+        name,
+        description,
+        {**_IMAGENET_STEM, **options},
+        torchvision_name=torchvision,
+        recipe="resnet_imagenet",
+        **IMAGENET,
+    )
+
+
+def _cifar(name: str, description: str, recipe: str, options: dict[str, Any]) -> Variant:
+    """A CIFAR-10 network; ``options`` give its stem (a 3×3 conv) and stages."""
+    return Variant(name, description, options, recipe=recipe, **CIFAR10)
+
+
+def _cifar_resnet(n: int, **extra: Any) -> dict[str, Any]:
     """§4.2: 6n + 2 layers, three stages of n basic blocks; option A by default."""
-    return {**_CIFAR, "block": "basic", "depths": (n, n, n), "shortcut": "A", **extra}
+    return {**_CIFAR_STEM, "block": "basic", "depths": (n, n, n), "shortcut": "A", **extra}
 
 
 def _wrn(depth: int, k: int) -> dict[str, Any]:
@@ -675,150 +649,65 @@ def _resnext29(cardinality: int) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _Variant:
-    name: str
-    family: str
-    paper: Paper
-    config: dict[str, Any]  # builder kwargs (block, depths, widths, stem, options)
-    description: str
-    recipe: str
-    torchvision: str | None = None
-
-
-_VARIANTS: tuple[_Variant, ...] = (
-    # --- He et al. 2015, ImageNet (Table 1), shortcut option B as in torchvision -----------
-    _Variant(
-        "resnet18",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "basic", "depths": _BASIC_18},
-        "18-layer ResNet of Table 1 (basic blocks)",
-        "resnet_imagenet",
-        "resnet18",
+# --- He et al. 2015: ImageNet (Table 1, shortcut option B as in torchvision) and CIFAR-10 (§4.2,
+# 6n + 2 layers, option A)
+_RESNET_VARIANTS = (
+    _imagenet(
+        "resnet18", "18-layer ResNet of Table 1 (basic blocks)", {"block": "basic", "depths": _BASIC_18}, "resnet18"
     ),
-    _Variant(
-        "resnet34",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "basic", "depths": _STAGES_34},
-        "34-layer ResNet of Table 1 (basic blocks)",
-        "resnet_imagenet",
-        "resnet34",
+    _imagenet(
+        "resnet34", "34-layer ResNet of Table 1 (basic blocks)", {"block": "basic", "depths": _STAGES_34}, "resnet34"
     ),
-    _Variant(
-        "resnet50",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34},
-        "50-layer bottleneck ResNet of Table 1",
-        "resnet_imagenet",
-        "resnet50",
+    _imagenet(
+        "resnet50", "50-layer bottleneck ResNet of Table 1", {"block": "bottleneck", "depths": _STAGES_34}, "resnet50"
     ),
-    _Variant(
+    _imagenet(
         "resnet101",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101},
         "101-layer bottleneck ResNet of Table 1",
-        "resnet_imagenet",
+        {"block": "bottleneck", "depths": _STAGES_101},
         "resnet101",
     ),
-    _Variant(
+    _imagenet(
         "resnet152",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_152},
         "152-layer bottleneck ResNet of Table 1",
-        "resnet_imagenet",
+        {"block": "bottleneck", "depths": _STAGES_152},
         "resnet152",
     ),
-    _Variant(
+    _imagenet(
         "plain18",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "basic", "depths": _BASIC_18, "shortcut": "none"},
         "18-layer plain net (Fig. 3 middle: the ResNet-18 stack without shortcuts)",
-        "resnet_imagenet",
+        {"block": "basic", "depths": _BASIC_18, "shortcut": "none"},
     ),
-    _Variant(
+    _imagenet(
         "plain34",
-        "resnet",
-        _RESNET,
-        {**_IMAGENET, "block": "basic", "depths": _STAGES_34, "shortcut": "none"},
         "34-layer plain net of Fig. 3 (the ResNet-34 stack without shortcuts)",
-        "resnet_imagenet",
+        {"block": "basic", "depths": _STAGES_34, "shortcut": "none"},
     ),
-    # --- He et al. 2015 §4.2, CIFAR-10: 6n + 2 layers, option A --------------------------
-    _Variant(
-        "resnet20",
-        "resnet",
-        _RESNET,
-        _cifar(3),
-        "CIFAR ResNet-20 (§4.2, n = 3)",
-        "resnet_cifar",
-    ),
-    _Variant(
-        "resnet32",
-        "resnet",
-        _RESNET,
-        _cifar(5),
-        "CIFAR ResNet-32 (§4.2, n = 5)",
-        "resnet_cifar",
-    ),
-    _Variant(
-        "resnet44",
-        "resnet",
-        _RESNET,
-        _cifar(7),
-        "CIFAR ResNet-44 (§4.2, n = 7)",
-        "resnet_cifar",
-    ),
-    _Variant(
-        "resnet56",
-        "resnet",
-        _RESNET,
-        _cifar(9),
-        "CIFAR ResNet-56 (§4.2, n = 9)",
-        "resnet_cifar",
-    ),
-    _Variant(
-        "resnet110",
-        "resnet",
-        _RESNET,
-        _cifar(18),
-        "CIFAR ResNet-110 (§4.2, n = 18)",
-        "resnet110_cifar",
-    ),
-    _Variant(
-        "resnet1202",
-        "resnet",
-        _RESNET,
-        _cifar(200),
-        "CIFAR ResNet-1202 (§4.2, n = 200)",
-        "resnet110_cifar",
-    ),
-    _Variant("plain20", "resnet", _RESNET, _cifar(3, shortcut="none"), "CIFAR plain-20 (Fig. 6 left)", "resnet_cifar"),
-    _Variant("plain32", "resnet", _RESNET, _cifar(5, shortcut="none"), "CIFAR plain-32 (Fig. 6 left)", "resnet_cifar"),
-    _Variant("plain44", "resnet", _RESNET, _cifar(7, shortcut="none"), "CIFAR plain-44 (Fig. 6 left)", "resnet_cifar"),
-    _Variant("plain56", "resnet", _RESNET, _cifar(9, shortcut="none"), "CIFAR plain-56 (Fig. 6 left)", "resnet_cifar"),
-    _Variant(
+    _cifar("resnet20", "CIFAR ResNet-20 (§4.2, n = 3)", "resnet_cifar", _cifar_resnet(3)),
+    _cifar("resnet32", "CIFAR ResNet-32 (§4.2, n = 5)", "resnet_cifar", _cifar_resnet(5)),
+    _cifar("resnet44", "CIFAR ResNet-44 (§4.2, n = 7)", "resnet_cifar", _cifar_resnet(7)),
+    _cifar("resnet56", "CIFAR ResNet-56 (§4.2, n = 9)", "resnet_cifar", _cifar_resnet(9)),
+    _cifar("resnet110", "CIFAR ResNet-110 (§4.2, n = 18)", "resnet110_cifar", _cifar_resnet(18)),
+    _cifar("resnet1202", "CIFAR ResNet-1202 (§4.2, n = 200)", "resnet110_cifar", _cifar_resnet(200)),
+    _cifar("plain20", "CIFAR plain-20 (Fig. 6 left)", "resnet_cifar", _cifar_resnet(3, shortcut="none")),
+    _cifar("plain32", "CIFAR plain-32 (Fig. 6 left)", "resnet_cifar", _cifar_resnet(5, shortcut="none")),
+    _cifar("plain44", "CIFAR plain-44 (Fig. 6 left)", "resnet_cifar", _cifar_resnet(7, shortcut="none")),
+    _cifar("plain56", "CIFAR plain-56 (Fig. 6 left)", "resnet_cifar", _cifar_resnet(9, shortcut="none")),
+    _cifar(
         "plain110",
-        "resnet",
-        _RESNET,
-        _cifar(18, shortcut="none"),
         "CIFAR plain-110 (Fig. 6 right: fails to converge in the paper)",
         "resnet110_cifar",
+        _cifar_resnet(18, shortcut="none"),
     ),
-    # --- He et al. 2016, pre-activation ---------------------------------------------------
+)
+
+# --- He et al. 2016, pre-activation
+_PREACT_VARIANTS = (
     *(
-        _Variant(
+        _imagenet(
             f"preact_resnet{depth}",
-            "preact_resnet",
-            _PREACT,
-            {**_IMAGENET, "block": block, "depths": depths, "preact": True},
             f"pre-activation ResNet-{depth} for ImageNet (Table 1 stages, BN-ReLU-conv blocks)",
-            "resnet_imagenet",
+            {"block": block, "depths": depths, "preact": True},
         )
         for depth, block, depths in (
             (18, "basic", _BASIC_18),
@@ -828,147 +717,81 @@ _VARIANTS: tuple[_Variant, ...] = (
             (152, "bottleneck", _STAGES_152),
         )
     ),
-    _Variant(
+    _cifar(
         "preact_resnet110",
-        "preact_resnet",
-        _PREACT,
-        _cifar(18, preact=True),
         "pre-activation CIFAR ResNet-110 (basic blocks, option A)",
         "preact_cifar",
+        _cifar_resnet(18, preact=True),
     ),
-    _Variant(
+    _cifar(
         "preact_resnet164",
-        "preact_resnet",
-        _PREACT,
-        {**_CIFAR, "block": "bottleneck", "depths": (18, 18, 18), "preact": True, "shortcut": "B"},
         "pre-activation CIFAR ResNet-164 (bottleneck, 16/32/64 ×4 out)",
         "preact_cifar",
+        {**_CIFAR_STEM, "block": "bottleneck", "depths": (18, 18, 18), "preact": True, "shortcut": "B"},
     ),
-    _Variant(
+    _cifar(
         "preact_resnet1001",
-        "preact_resnet",
-        _PREACT,
-        {**_CIFAR, "block": "bottleneck", "depths": (111, 111, 111), "preact": True, "shortcut": "B"},
         "pre-activation CIFAR ResNet-1001 (bottleneck, 16/32/64 ×4 out)",
         "preact_cifar",
-    ),
-    # --- Zagoruyko & Komodakis 2016 ---------------------------------------------------------
-    _Variant(
-        "wrn16_8",
-        "wide_resnet",
-        _WRN,
-        _wrn(16, 8),
-        "WRN-16-8 (CIFAR, pre-act B(3,3))",
-        "wrn_cifar",
-    ),
-    _Variant(
-        "wrn28_10",
-        "wide_resnet",
-        _WRN,
-        _wrn(28, 10),
-        "WRN-28-10 (CIFAR, pre-act B(3,3))",
-        "wrn_cifar",
-    ),
-    _Variant(
-        "wrn40_4",
-        "wide_resnet",
-        _WRN,
-        _wrn(40, 4),
-        "WRN-40-4 (CIFAR, pre-act B(3,3))",
-        "wrn_cifar",
-    ),
-    _Variant(
-        "wide_resnet50_2",
-        "wide_resnet",
-        _WRN,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "width_per_group": 128},
-        "WRN-50-2-bottleneck (ImageNet, bottleneck twice as wide)",
-        "resnet_imagenet",
-        "wide_resnet50_2",
-    ),
-    _Variant(
-        "wide_resnet101_2",
-        "wide_resnet",
-        _WRN,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "width_per_group": 128},
-        "WRN-101-2-bottleneck (ImageNet, torchvision's wide_resnet101_2)",
-        "resnet_imagenet",
-        "wide_resnet101_2",
-    ),
-    # --- Xie et al. 2017 ------------------------------------------------------------------
-    _Variant(
-        "resnext50_32x4d",
-        "resnext",
-        _RESNEXT,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_34, "groups": 32, "width_per_group": 4},
-        "ResNeXt-50 (32×4d), Table 1",
-        "resnet_imagenet",
-        "resnext50_32x4d",
-    ),
-    _Variant(
-        "resnext101_32x8d",
-        "resnext",
-        _RESNEXT,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 32, "width_per_group": 8},
-        "ResNeXt-101 (32×8d), torchvision's configuration",
-        "resnet_imagenet",
-        "resnext101_32x8d",
-    ),
-    _Variant(
-        "resnext101_64x4d",
-        "resnext",
-        _RESNEXT,
-        {**_IMAGENET, "block": "bottleneck", "depths": _STAGES_101, "groups": 64, "width_per_group": 4},
-        "ResNeXt-101 (64×4d), 2× complexity",
-        "resnet_imagenet",
-        "resnext101_64x4d",
-    ),
-    _Variant(
-        "resnext29_8x64d",
-        "resnext",
-        _RESNEXT,
-        _resnext29(8),
-        "ResNeXt-29 (8×64d), CIFAR (Table 7)",
-        "resnext_cifar",
-    ),
-    _Variant(
-        "resnext29_16x64d",
-        "resnext",
-        _RESNEXT,
-        _resnext29(16),
-        "ResNeXt-29 (16×64d), CIFAR (Table 7)",
-        "resnext_cifar",
-    ),
-    # --- Huang et al. 2016 ------------------------------------------------------------------
-    _Variant(
-        "resnet110_sd",
-        "stochastic_depth",
-        _SD,
-        _cifar(18, drop_path_rate=0.5),
-        "CIFAR ResNet-110 with stochastic depth, linear decay to p_L = 0.5",
-        "stochastic_depth_cifar",
+        {**_CIFAR_STEM, "block": "bottleneck", "depths": (111, 111, 111), "preact": True, "shortcut": "B"},
     ),
 )
 
+# --- Zagoruyko & Komodakis 2016
+_WRN_VARIANTS = (
+    _cifar("wrn16_8", "WRN-16-8 (CIFAR, pre-act B(3,3))", "wrn_cifar", _wrn(16, 8)),
+    _cifar("wrn28_10", "WRN-28-10 (CIFAR, pre-act B(3,3))", "wrn_cifar", _wrn(28, 10)),
+    _cifar("wrn40_4", "WRN-40-4 (CIFAR, pre-act B(3,3))", "wrn_cifar", _wrn(40, 4)),
+    _imagenet(
+        "wide_resnet50_2",
+        "WRN-50-2-bottleneck (ImageNet, bottleneck twice as wide)",
+        {"block": "bottleneck", "depths": _STAGES_34, "width_per_group": 128},
+        "wide_resnet50_2",
+    ),
+    _imagenet(
+        "wide_resnet101_2",
+        "WRN-101-2-bottleneck (ImageNet, torchvision's wide_resnet101_2)",
+        {"block": "bottleneck", "depths": _STAGES_101, "width_per_group": 128},
+        "wide_resnet101_2",
+    ),
+)
 
-def _register_all() -> None:
-    for v in _VARIANTS:
-        imagenet = v.config["stem"] == "imagenet"
-        register_model(
-            ModelInfo(
-                name=v.name,
-                family=v.family,
-                paper=v.paper,
-                input_size=(3, 224, 224) if imagenet else (3, 32, 32),
-                dataset="ImageNet-1k" if imagenet else "CIFAR-10",
-                num_classes=1000 if imagenet else 10,
-                description=v.description,
-                torchvision_name=v.torchvision,
-                default_recipe=v.recipe,
-                defaults=dict(v.config),
-            ),
-            _build,
-        )
+# --- Xie et al. 2017
+_RESNEXT_VARIANTS = (
+    _imagenet(
+        "resnext50_32x4d",
+        "ResNeXt-50 (32×4d), Table 1",
+        {"block": "bottleneck", "depths": _STAGES_34, "groups": 32, "width_per_group": 4},
+        "resnext50_32x4d",
+    ),
+    _imagenet(
+        "resnext101_32x8d",
+        "ResNeXt-101 (32×8d), torchvision's configuration",
+        {"block": "bottleneck", "depths": _STAGES_101, "groups": 32, "width_per_group": 8},
+        "resnext101_32x8d",
+    ),
+    _imagenet(
+        "resnext101_64x4d",
+        "ResNeXt-101 (64×4d), 2× complexity",
+        {"block": "bottleneck", "depths": _STAGES_101, "groups": 64, "width_per_group": 4},
+        "resnext101_64x4d",
+    ),
+    _cifar("resnext29_8x64d", "ResNeXt-29 (8×64d), CIFAR (Table 7)", "resnext_cifar", _resnext29(8)),
+    _cifar("resnext29_16x64d", "ResNeXt-29 (16×64d), CIFAR (Table 7)", "resnext_cifar", _resnext29(16)),
+)
 
+# --- Huang et al. 2016
+_SD_VARIANTS = (
+    _cifar(
+        "resnet110_sd",
+        "CIFAR ResNet-110 with stochastic depth, linear decay to p_L = 0.5",
+        "stochastic_depth_cifar",
+        _cifar_resnet(18, drop_path_rate=0.5),
+    ),
+)
 
-_register_all()
+register_family("resnet", _RESNET, ResNet, _RESNET_VARIANTS)
+register_family("preact_resnet", _PREACT, ResNet, _PREACT_VARIANTS)
+register_family("wide_resnet", _WRN, ResNet, _WRN_VARIANTS)
+register_family("resnext", _RESNEXT, ResNet, _RESNEXT_VARIANTS)
+register_family("stochastic_depth", _SD, ResNet, _SD_VARIANTS)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import paper_names_by_prefix, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
 
@@ -184,13 +184,6 @@ class SqueezeNet(AtlasModel):
         return paper_names_by_prefix(self, self._paper_names)
 
 
-# -- builder -----------------------------------------------------------------------------------
-
-
-def _build(*, num_classes: int, in_chans: int, version: str, bypass: str = "none", dropout: float = 0.5) -> SqueezeNet:
-    return SqueezeNet(num_classes=num_classes, in_chans=in_chans, version=version, bypass=bypass, dropout=dropout)
-
-
 # -- registered variants -----------------------------------------------------------------------
 
 _PAPER = Paper(
@@ -202,43 +195,26 @@ _PAPER = Paper(
 )
 
 
-# name: (builder kwargs, torchvision name, description); published results: cnnatlas.published
-_VARIANTS: dict[str, tuple[dict[str, Any], str | None, str]] = {
-    "squeezenet1_0": (
-        dict(version="1_0"),
-        "squeezenet1_0",
-        "SqueezeNet v1.0 (Table 1, Fig. 2 left)",
+# Published results: cnnatlas.published
+_VARIANTS = (
+    Variant(
+        "squeezenet1_0", "SqueezeNet v1.0 (Table 1, Fig. 2 left)", {"version": "1_0"}, torchvision_name="squeezenet1_0"
     ),
-    "squeezenet1_1": (
-        dict(version="1_1"),
+    Variant(
         "squeezenet1_1",
         "SqueezeNet v1.1 (released with the paper's code: 2.4x fewer mult-adds)",
+        {"version": "1_1"},
+        torchvision_name="squeezenet1_1",
     ),
-    "squeezenet1_0_bypass": (
-        dict(version="1_0", bypass="simple"),
-        None,
+    Variant(
+        "squeezenet1_0_bypass",
         "SqueezeNet v1.0 with simple bypass around fire3/5/7/9 (Fig. 2 middle)",
+        {"version": "1_0", "bypass": "simple"},
     ),
-    "squeezenet1_0_complex_bypass": (
-        dict(version="1_0", bypass="complex"),
-        None,
+    Variant(
+        "squeezenet1_0_complex_bypass",
         "SqueezeNet v1.0 with simple + 1×1-conv bypasses (Fig. 2 right)",
+        {"version": "1_0", "bypass": "complex"},
     ),
-}
-
-for _name, (_kwargs, _tv, _description) in _VARIANTS.items():
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="squeezenet",
-            paper=_PAPER,
-            input_size=(3, 224, 224),
-            dataset="ImageNet-1k",
-            num_classes=1000,
-            description=_description,
-            torchvision_name=_tv,
-            default_recipe="squeezenet",
-            defaults=_kwargs,
-        ),
-        _build,
-    )
+)
+register_family("squeezenet", _PAPER, SqueezeNet, _VARIANTS, recipe="squeezenet", **IMAGENET)

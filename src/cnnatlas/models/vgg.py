@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 # -- configuration table (the paper's Table 1) ------------------------------------------------
 # An int is a 3×3 convolution with that many filters ("conv3-N"), ``(N, 1)`` a 1×1 convolution
@@ -151,6 +151,7 @@ class VGG(AtlasModel):
 
 # -- builder -----------------------------------------------------------------------------------
 def _build(*, num_classes: int, in_chans: int, config: str, batch_norm: bool = False, dropout: float = 0.5) -> VGG:
+    """``config`` names a column of Table 1 (:data:`VGG_CONFIGS`); every other option goes to :class:`VGG`."""
     return VGG(VGG_CONFIGS[config], num_classes=num_classes, in_chans=in_chans, batch_norm=batch_norm, dropout=dropout)
 
 
@@ -164,72 +165,26 @@ PAPER = Paper(
 )
 
 
-# (name, Table 1 configuration, batch norm, torchvision name, description); published results:
-# cnnatlas.published
-VARIANTS: list[tuple[str, str, bool, str | None, str]] = [
-    (
-        "vgg11",
-        "A",
-        False,
-        "vgg11",
-        "VGG configuration A: 11 weight layers (8 conv + 3 FC)",
-    ),
-    (
-        "vgg11_lrn",
-        "A-LRN",
-        False,
-        None,
-        "VGG configuration A-LRN: A with LRN after conv1_1 (§2.3)",
-    ),
-    (
-        "vgg13",
-        "B",
-        False,
-        "vgg13",
-        "VGG configuration B: 13 weight layers",
-    ),
-    (
-        "vgg16_c",
-        "C",
-        False,
-        None,
-        "VGG configuration C: 16 weight layers, 1×1 conv last in stages 3–5",
-    ),
-    (
-        "vgg16",
-        "D",
-        False,
-        "vgg16",
-        "VGG configuration D (VGG-16): 13 conv 3×3 + 3 FC",
-    ),
-    (
-        "vgg19",
-        "E",
-        False,
-        "vgg19",
-        "VGG configuration E (VGG-19): 16 conv 3×3 + 3 FC",
-    ),
+def _row(name: str, config: str, description: str, *, batch_norm: bool = False, torchvision: bool = True) -> Variant:
+    """A Table 1 configuration; torchvision has a state-dict compatible model of the same name
+    unless ``torchvision`` is false."""
+    options = {"config": config, "batch_norm": batch_norm}
+    return Variant(name, description, options, torchvision_name=name if torchvision else None)
+
+
+# Published results: cnnatlas.published
+VARIANTS = (
+    _row("vgg11", "A", "VGG configuration A: 11 weight layers (8 conv + 3 FC)"),
+    _row("vgg11_lrn", "A-LRN", "VGG configuration A-LRN: A with LRN after conv1_1 (§2.3)", torchvision=False),
+    _row("vgg13", "B", "VGG configuration B: 13 weight layers"),
+    _row("vgg16_c", "C", "VGG configuration C: 16 weight layers, 1×1 conv last in stages 3–5", torchvision=False),
+    _row("vgg16", "D", "VGG configuration D (VGG-16): 13 conv 3×3 + 3 FC"),
+    _row("vgg19", "E", "VGG configuration E (VGG-19): 16 conv 3×3 + 3 FC"),
     # Batch normalisation (Ioffe & Szegedy 2015) postdates the paper: these are torchvision's
     # variants, with no published VGG-paper results.
-    ("vgg11_bn", "A", True, "vgg11_bn", "VGG-11 (A) with batch norm after every conv (torchvision)"),
-    ("vgg13_bn", "B", True, "vgg13_bn", "VGG-13 (B) with batch norm after every conv (torchvision)"),
-    ("vgg16_bn", "D", True, "vgg16_bn", "VGG-16 (D) with batch norm after every conv (torchvision)"),
-    ("vgg19_bn", "E", True, "vgg19_bn", "VGG-19 (E) with batch norm after every conv (torchvision)"),
-]
-
-for _name, _config, _bn, _tv, _description in VARIANTS:
-    register_model(
-        ModelInfo(
-            name=_name,
-            family="vgg",
-            paper=PAPER,
-            input_size=(3, 224, 224),
-            dataset="ImageNet-1k",
-            num_classes=1000,
-            description=_description,
-            torchvision_name=_tv,
-            default_recipe="vgg",
-            defaults={"config": _config, "batch_norm": _bn},
-        ),
-        _build,
-    )
+    _row("vgg11_bn", "A", "VGG-11 (A) with batch norm after every conv (torchvision)", batch_norm=True),
+    _row("vgg13_bn", "B", "VGG-13 (B) with batch norm after every conv (torchvision)", batch_norm=True),
+    _row("vgg16_bn", "D", "VGG-16 (D) with batch norm after every conv (torchvision)", batch_norm=True),
+    _row("vgg19_bn", "E", "VGG-19 (E) with batch norm after every conv (torchvision)", batch_norm=True),
+)
+register_family("vgg", PAPER, _build, VARIANTS, recipe="vgg", **IMAGENET)

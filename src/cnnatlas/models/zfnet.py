@@ -18,14 +18,14 @@ after pooling.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.layers import LocalResponseNorm, rebuild_like
-from cnnatlas.registry import ModelInfo, Paper, register_model
+from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 
 # -- blocks ----------------------------------------------------------------------------------
@@ -125,33 +125,18 @@ _PAPER = Paper(
     url="https://arxiv.org/abs/1311.2901",
 )
 
-_VARIANTS: tuple[dict[str, Any], ...] = (
-    dict(
-        name="zfnet",
-        description="ZFNet as in Fig. 3: 7×7/2 conv1, 5×5/2 conv2, contrast normalisation",
-        widths=(384, 384, 256),
+_VARIANTS = (
+    Variant(
+        "zfnet",
+        "ZFNet as in Fig. 3: 7×7/2 conv1, 5×5/2 conv2, contrast normalisation",
+        {"widths": (384, 384, 256)},
     ),
-    dict(
-        name="zfnet_wide",
-        description="ZFNet with 512/1024/512 filters in conv3–5 (Table 2, model (b))",
-        widths=(512, 1024, 512),
+    Variant(
+        "zfnet_wide",
+        "ZFNet with 512/1024/512 filters in conv3–5 (Table 2, model (b))",
+        {"widths": (512, 1024, 512)},
     ),
 )
-
-for _variant in _VARIANTS:
-    register_model(
-        ModelInfo(
-            name=_variant["name"],
-            family="zfnet",
-            paper=_PAPER,
-            input_size=(3, 224, 224),
-            dataset="ImageNet-1k",
-            num_classes=1000,
-            description=_variant["description"],
-            default_recipe="zfnet",
-            defaults={"widths": _variant["widths"]},
-        ),
-        ZFNet,  # the class is the builder: every constructor option (widths, dropout) is settable
-    )
+register_family("zfnet", _PAPER, ZFNet, _VARIANTS, recipe="zfnet", **IMAGENET)
 
 __all__ = ["ZFNet"]
