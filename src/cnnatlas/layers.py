@@ -6,6 +6,7 @@ family needs it.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
+WeightInit = Callable[[Tensor], Any]
 
 
 def rebuild_like(old: nn.Module, build: Callable[[], ModuleT]) -> ModuleT:
@@ -26,6 +28,41 @@ def rebuild_like(old: nn.Module, build: Callable[[], ModuleT]) -> ModuleT:
     with torch.device(reference.device):
         new = build()
     return new.to(dtype=reference.dtype)
+
+
+def he_normal(mode: str = "fan_in") -> WeightInit:
+    """He et al. 2015's N(0, 2/fan) for layers followed by ReLUs; ``mode`` counts the fan over
+    the inputs (as the paper) or the outputs (torchvision's ResNet, VGG)."""
+    return partial(nn.init.kaiming_normal_, mode=mode, nonlinearity="relu")
+
+
+def normal(std: float) -> WeightInit:
+    """N(0, std²), the Gaussian of Krizhevsky et al. 2012 §5 (std 0.01) and the papers after it."""
+    return partial(nn.init.normal_, mean=0.0, std=std)
+
+
+def init_weights(
+    model: ModuleT, conv: WeightInit, linear: WeightInit | None = None, *, zero_bias: bool = True
+) -> ModuleT:
+    """Initialise ``model``'s layers in one pass in module order: convolution weights drawn by
+    ``conv``, linear weights by ``linear`` (``None`` keeps PyTorch's default), the biases of
+    both zero (``zero_bias=False`` keeps PyTorch's default), batch norm γ = 1, β = 0.
+
+    The pass visits ``model.modules()`` in order, the order in which the layers draw their
+    random numbers, so a seed gives the same weights every time. Returns ``model``, so a new
+    classifier can be built and initialised in one expression.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            draw = conv if isinstance(module, nn.Conv2d) else linear
+            if draw is not None:
+                draw(module.weight)
+            if zero_bias and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 def capturing_graph(x: Any) -> bool:
