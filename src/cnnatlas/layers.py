@@ -118,6 +118,42 @@ def paper_names_by_prefix(model: nn.Module, prefixes: dict[str, str]) -> dict[st
     return names
 
 
+class EightLayerNet(nn.Module):
+    """The layers that Krizhevsky et al. 2012 (Fig. 2) and Zeiler & Fergus 2014 (Fig. 3) share,
+    with the papers' module names: conv3 → ReLU → conv4 → ReLU → conv5 → ReLU → pool5, then
+    fc6 and fc7, each followed by ReLU and dropout (Krizhevsky §4.2), then fc8.
+
+    A base for AlexNet 2012 (the whole network, or one tower of its model-parallel form) and
+    ZFNet, which create these modules and write their own first two convolutional stages (the
+    papers order normalisation and pooling differently there).
+    """
+
+    conv3: nn.Module
+    relu3: nn.Module
+    conv4: nn.Module
+    relu4: nn.Module
+    conv5: nn.Module
+    relu5: nn.Module
+    pool5: nn.Module
+    fc6: nn.Module
+    relu6: nn.Module
+    drop6: nn.Module
+    fc7: nn.Module
+    relu7: nn.Module
+    drop7: nn.Module
+
+    def conv3_to_pool5(self, x: Tensor) -> Tensor:
+        x = self.relu3(self.conv3(x))
+        x = self.relu4(self.conv4(x))
+        return self.pool5(self.relu5(self.conv5(x)))
+
+    def hidden6(self, x: Tensor) -> Tensor:
+        return self.drop6(self.relu6(self.fc6(x)))
+
+    def hidden7(self, x: Tensor) -> Tensor:
+        return self.drop7(self.relu7(self.fc7(x)))
+
+
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
 
