@@ -63,11 +63,13 @@ def test_stage_outputs_follow_table1(name: str) -> None:
 
 def test_paper_inception_modules_have_real_5x5_branches_and_table1_parameters() -> None:
     model = _meta("googlenet", aux_logits=False)
+    names = model.paper_layer_names()
+    by_paper_name = {names.get(path, path): module for path, module in model.named_modules()}
     chans = 192
     for name, widths in INCEPTION_TABLE:
         if widths is None:
             continue
-        module = getattr(model, name)
+        module = by_paper_name[name]
         assert isinstance(module, Inception)
         assert module.branch3[1].conv.kernel_size == (5, 5)  # Table 1 "#5×5"
         w = widths

@@ -46,9 +46,15 @@ def _meta(name: str, **kwargs) -> nn.Module:
     return create_meta_model(name, **kwargs).eval()
 
 
+def _layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every module under the authors' Caffe name (``cccp2``, ``pool1`` …) where it has one."""
+    names = model.paper_layer_names()
+    return {names.get(path, path): module for path, module in model.named_modules() if path}
+
+
 def _shapes(model: nn.Module, side: int) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
-    for name, module in model.named_children():
+    for name, module in _layers(model).items():
         module.register_forward_hook(lambda m, a, out, n=name: shapes.__setitem__(n, tuple(out.shape[1:])))
     model(torch.empty(1, 3, side, side, device="meta"))
     return shapes
@@ -82,7 +88,8 @@ def test_cifar_stage_shapes_and_pool_kinds_at_32() -> None:
     assert s["cccp2"] == (96, 32, 32) and s["pool1"] == (96, 16, 16)
     assert s["cccp4"] == (192, 16, 16) and s["pool2"] == (192, 8, 8)
     assert s["cccp6"] == (10, 8, 8) and s["pool3"] == (10, 1, 1)
-    assert isinstance(model.pool1, nn.MaxPool2d) and isinstance(model.pool2, nn.AvgPool2d)
+    layers = _layers(model)
+    assert isinstance(layers["pool1"], nn.MaxPool2d) and isinstance(layers["pool2"], nn.AvgPool2d)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.5, 0.5]
 
 
@@ -90,9 +97,9 @@ def test_no_fully_connected_layers_and_class_maps_are_the_classifier() -> None:
     # §3.2: global average pooling replaces the fully connected layers.
     model = _meta("nin_cifar", num_classes=7)
     assert not any(isinstance(m, nn.Linear) for m in model.modules())
-    assert model.cccp6.out_channels == 7
+    assert _layers(model)["cccp6"].out_channels == 7
     model.reset_classifier(3)
-    assert model.cccp6.out_channels == 3 and model.num_classes == 3
+    assert _layers(model)["cccp6"].out_channels == 3 and model.num_classes == 3
     assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 3)
 
 

@@ -6,6 +6,7 @@ family needs it.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
+WeightInit = Callable[[Tensor], Any]
 
 
 def rebuild_like(old: nn.Module, build: Callable[[], ModuleT]) -> ModuleT:
@@ -26,6 +28,41 @@ def rebuild_like(old: nn.Module, build: Callable[[], ModuleT]) -> ModuleT:
     with torch.device(reference.device):
         new = build()
     return new.to(dtype=reference.dtype)
+
+
+def he_normal(mode: str = "fan_in") -> WeightInit:
+    """He et al. 2015's N(0, 2/fan) for layers followed by ReLUs; ``mode`` counts the fan over
+    the inputs (as the paper) or the outputs (torchvision's ResNet, VGG)."""
+    return partial(nn.init.kaiming_normal_, mode=mode, nonlinearity="relu")
+
+
+def normal(std: float) -> WeightInit:
+    """N(0, std²), the Gaussian of Krizhevsky et al. 2012 §5 (std 0.01) and the papers after it."""
+    return partial(nn.init.normal_, mean=0.0, std=std)
+
+
+def init_weights(
+    model: ModuleT, conv: WeightInit, linear: WeightInit | None = None, *, zero_bias: bool = True
+) -> ModuleT:
+    """Initialise ``model``'s layers in one pass in module order: convolution weights drawn by
+    ``conv``, linear weights by ``linear`` (``None`` keeps PyTorch's default), the biases of
+    both zero (``zero_bias=False`` keeps PyTorch's default), batch norm γ = 1, β = 0.
+
+    The pass visits ``model.modules()`` in order, the order in which the layers draw their
+    random numbers, so a seed gives the same weights every time. Returns ``model``, so a new
+    classifier can be built and initialised in one expression.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            draw = conv if isinstance(module, nn.Conv2d) else linear
+            if draw is not None:
+                draw(module.weight)
+            if zero_bias and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 def capturing_graph(x: Any) -> bool:
@@ -79,6 +116,42 @@ def paper_names_by_prefix(model: nn.Module, prefixes: dict[str, str]) -> dict[st
                 names[path] = ".".join([prefixes[head], *parts[cut:]])
                 break
     return names
+
+
+class EightLayerNet(nn.Module):
+    """The layers that Krizhevsky et al. 2012 (Fig. 2) and Zeiler & Fergus 2014 (Fig. 3) share,
+    with the papers' module names: conv3 → ReLU → conv4 → ReLU → conv5 → ReLU → pool5, then
+    fc6 and fc7, each followed by ReLU and dropout (Krizhevsky §4.2), then fc8.
+
+    A base for AlexNet 2012 (the whole network, or one tower of its model-parallel form) and
+    ZFNet, which create these modules and write their own first two convolutional stages (the
+    papers order normalisation and pooling differently there).
+    """
+
+    conv3: nn.Module
+    relu3: nn.Module
+    conv4: nn.Module
+    relu4: nn.Module
+    conv5: nn.Module
+    relu5: nn.Module
+    pool5: nn.Module
+    fc6: nn.Module
+    relu6: nn.Module
+    drop6: nn.Module
+    fc7: nn.Module
+    relu7: nn.Module
+    drop7: nn.Module
+
+    def conv3_to_pool5(self, x: Tensor) -> Tensor:
+        x = self.relu3(self.conv3(x))
+        x = self.relu4(self.conv4(x))
+        return self.pool5(self.relu5(self.conv5(x)))
+
+    def hidden6(self, x: Tensor) -> Tensor:
+        return self.drop6(self.relu6(self.fc6(x)))
+
+    def hidden7(self, x: Tensor) -> Tensor:
+        return self.drop7(self.relu7(self.fc7(x)))
 
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
-from cnnatlas.layers import LocalResponseNorm, rebuild_like
+from cnnatlas.layers import EightLayerNet, LocalResponseNorm, rebuild_like
 from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 TOWERS = 2
@@ -178,73 +178,27 @@ class AlexNet(AtlasModel):
         return names
 
 
-class AlexNet2012(AtlasModel):
-    """The 2012 two-tower network on one device (towers = channel halves, grouped convs).
+class Fig2Layers(EightLayerNet):
+    """Fig. 2's layers under the paper's names, either for the whole network (``tower`` None:
+    a per-tower layer is a grouped convolution and LRN runs within each half) or for the rows
+    that one tower holds (the model-parallel form, ``tower`` 0 or 1). The base of
+    :class:`AlexNet2012` and :class:`AlexNetTower`, so the layer list is written once."""
 
-    fc6 needs 6×6 pool5 maps: input sides 227…258 give them (224 gives 5×5 — the paper's
-    "224×224" is a known misprint of 227, since (224 − 11)/4 + 1 is not an integer).
-    """
+    tower: int | None = None
 
-    min_input_size = 227
-    max_input_size = 258
+    def _add_layers(self, *, in_chans: int, num_classes: int, dropout: float) -> None:
+        specs, tower = _layers_2012(in_chans, num_classes), self.tower
 
-    def __init__(self, *, num_classes: int, in_chans: int, dropout: float = 0.5) -> None:
-        super().__init__(num_classes=num_classes, in_chans=in_chans)
-        specs = _layers_2012(in_chans, num_classes)
-        self.conv1 = _make_layer(specs["conv1"], None)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.norm1 = TowerLocalResponseNorm()
-        self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.conv2 = _make_layer(specs["conv2"], None)
-        self.relu2 = nn.ReLU(inplace=True)
-        self.norm2 = TowerLocalResponseNorm()
-        self.pool2 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.conv3 = _make_layer(specs["conv3"], None)
-        self.relu3 = nn.ReLU(inplace=True)
-        self.conv4 = _make_layer(specs["conv4"], None)
-        self.relu4 = nn.ReLU(inplace=True)
-        self.conv5 = _make_layer(specs["conv5"], None)
-        self.relu5 = nn.ReLU(inplace=True)
-        self.pool5 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.fc6 = _make_layer(specs["fc6"], None)
-        self.relu6 = nn.ReLU(inplace=True)
-        self.drop6 = nn.Dropout(dropout)
-        self.fc7 = _make_layer(specs["fc7"], None)
-        self.relu7 = nn.ReLU(inplace=True)
-        self.drop7 = nn.Dropout(dropout)
-        self.fc8 = _make_layer(specs["fc8"], None)
+        def norm() -> nn.Module:
+            return TowerLocalResponseNorm() if tower is None else LocalResponseNorm()  # defaults: §3.3's
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.pool1(self.norm1(self.relu1(self.conv1(x))))
-        x = self.pool2(self.norm2(self.relu2(self.conv2(x))))
-        x = self.relu4(self.conv4(self.relu3(self.conv3(x))))
-        return self.pool5(self.relu5(self.conv5(x)))
-
-    def forward_head(self, x: Tensor) -> Tensor:
-        x = self.drop6(self.relu6(self.fc6(torch.flatten(x, 1))))
-        x = self.drop7(self.relu7(self.fc7(x)))
-        return self.fc8(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        spec = _layers_2012(self.in_chans, num_classes)["fc8"]
-        self.fc8 = rebuild_like(self.fc8, lambda: _make_layer(spec, None))
-        self.num_classes = num_classes
-
-
-class AlexNetTower(nn.Module):
-    """One GPU's half of the 2012 network: its own maps of every layer."""
-
-    def __init__(self, *, tower: int, in_chans: int, num_classes: int, dropout: float) -> None:
-        super().__init__()
-        specs = _layers_2012(in_chans, num_classes)
-        self.tower = tower
         self.conv1 = _make_layer(specs["conv1"], tower)
         self.relu1 = nn.ReLU(inplace=True)
-        self.norm1 = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+        self.norm1 = norm()
         self.pool1 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.conv2 = _make_layer(specs["conv2"], tower)
         self.relu2 = nn.ReLU(inplace=True)
-        self.norm2 = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+        self.norm2 = norm()
         self.pool2 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.conv3 = _make_layer(specs["conv3"], tower)
         self.relu3 = nn.ReLU(inplace=True)
@@ -262,25 +216,56 @@ class AlexNetTower(nn.Module):
         self.fc8 = self.make_fc8(num_classes)
 
     def make_fc8(self, num_classes: int) -> nn.Module | None:
-        """This tower's rows of fc8, or None when it holds no class (one-class heads)."""
-        spec = _layers_2012(1, num_classes)["fc8"]
-        return _make_layer(spec, self.tower) if _tower_split(num_classes)[self.tower] else None
+        """fc8 (or this tower's rows of it; None when the tower holds no class, as in one-class heads)."""
+        if self.tower is not None and not _tower_split(num_classes)[self.tower]:
+            return None
+        return _make_layer(_layers_2012(1, num_classes)["fc8"], self.tower)
+
+    def conv1_to_pool2(self, x: Tensor) -> Tensor:
+        """conv1 … pool2: ReLU, then response normalisation (§3.3), then overlapping pooling (§3.4);
+        in the model-parallel form the tower works alone on its own maps."""
+        x = self.pool1(self.norm1(self.relu1(self.conv1(x))))
+        return self.pool2(self.norm2(self.relu2(self.conv2(x))))
+
+
+class AlexNet2012(Fig2Layers, AtlasModel):
+    """The 2012 two-tower network on one device (towers = channel halves, grouped convs).
+
+    fc6 needs 6×6 pool5 maps: input sides 227…258 give them (224 gives 5×5 — the paper's
+    "224×224" is a known misprint of 227, since (224 − 11)/4 + 1 is not an integer).
+    """
+
+    min_input_size = 227
+    max_input_size = 258
+
+    def __init__(self, *, num_classes: int, in_chans: int, dropout: float = 0.5) -> None:
+        super().__init__(num_classes=num_classes, in_chans=in_chans)
+        self._add_layers(in_chans=in_chans, num_classes=num_classes, dropout=dropout)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.conv3_to_pool5(self.conv1_to_pool2(x))
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.fc8(self.hidden7(self.hidden6(torch.flatten(x, 1))))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.fc8 = rebuild_like(self.fc8, lambda: self.make_fc8(num_classes))
+        self.num_classes = num_classes
+
+
+class AlexNetTower(Fig2Layers):
+    """One GPU's half of the 2012 network: its own maps of every layer. Its conv3 and fc6–fc8
+    read both towers' activations, which :class:`AlexNet2012ModelParallel` hands it."""
+
+    def __init__(self, *, tower: int, in_chans: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.tower = tower
+        self._add_layers(in_chans=in_chans, num_classes=num_classes, dropout=dropout)
 
     @property
     def device(self) -> torch.device:
         # Read at call time so meta stand-ins (find_collapsing_layer) are followed too.
         return self.conv1.weight.device
-
-    def block_1_2(self, x: Tensor) -> Tensor:
-        """conv1 … pool2: the tower works alone on its own maps."""
-        x = self.pool1(self.norm1(self.relu1(self.conv1(x))))
-        return self.pool2(self.norm2(self.relu2(self.conv2(x))))
-
-    def block_3_5(self, both_towers: Tensor) -> Tensor:
-        """conv3 sees both towers' pool2 maps; conv4 and conv5 only this tower's."""
-        x = self.relu3(self.conv3(both_towers))
-        x = self.relu4(self.conv4(x))
-        return self.pool5(self.relu5(self.conv5(x)))
 
 
 class AlexNet2012ModelParallel(AtlasModel):
@@ -313,17 +298,17 @@ class AlexNet2012ModelParallel(AtlasModel):
         return torch.cat([a, b.to(d0)], dim=1), torch.cat([a.to(d1), b], dim=1)
 
     def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        a = self.tower0.block_1_2(x.to(self.tower0.device))
-        b = self.tower1.block_1_2(x.to(self.tower1.device))
-        a, b = self._exchange(a, b)  # communication 1: into conv3
-        return self.tower0.block_3_5(a), self.tower1.block_3_5(b)
+        a = self.tower0.conv1_to_pool2(x.to(self.tower0.device))
+        b = self.tower1.conv1_to_pool2(x.to(self.tower1.device))
+        a, b = self._exchange(a, b)  # communication 1: into conv3, which sees both towers' maps
+        return self.tower0.conv3_to_pool5(a), self.tower1.conv3_to_pool5(b)
 
     def forward_head(self, x: tuple[Tensor, Tensor]) -> Tensor:
         t0, t1 = self.tower0, self.tower1
         a, b = self._exchange(torch.flatten(x[0], 1), torch.flatten(x[1], 1))  # into fc6
-        a, b = t0.drop6(t0.relu6(t0.fc6(a))), t1.drop6(t1.relu6(t1.fc6(b)))
+        a, b = t0.hidden6(a), t1.hidden6(b)
         a, b = self._exchange(a, b)  # into fc7
-        a, b = t0.drop7(t0.relu7(t0.fc7(a))), t1.drop7(t1.relu7(t1.fc7(b)))
+        a, b = t0.hidden7(a), t1.hidden7(b)
         a, b = self._exchange(a, b)  # into fc8
         logits = [t0.fc8(a)] + ([t1.fc8(b).to(t0.device)] if t1.fc8 is not None else [])
         return torch.cat(logits, dim=1)

@@ -22,7 +22,7 @@ import torch.utils.checkpoint as checkpoint
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import paper_names_by_prefix, rebuild_like
+from cnnatlas.layers import he_normal, init_weights, paper_names_by_prefix, rebuild_like
 from cnnatlas.registry import CIFAR10, IMAGENET, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -193,14 +193,7 @@ class DenseNet(AtlasModel):
         self.block_config = tuple(block_config)
 
         # torchvision's initialisation (kaiming-normal convs, BN 1/0, zero linear bias).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                nn.init.constant_(m.bias, 0)
+        init_weights(self, he_normal("fan_in"))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -209,12 +202,9 @@ class DenseNet(AtlasModel):
         return self.classifier(torch.flatten(self.global_pool(self.relu5(x)), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        def head() -> nn.Linear:
-            fc = nn.Linear(self.num_features, num_classes)
-            nn.init.constant_(fc.bias, 0)
-            return fc
-
-        self.classifier = rebuild_like(self.classifier, head)
+        self.classifier = rebuild_like(
+            self.classifier, lambda: init_weights(nn.Linear(self.num_features, num_classes), he_normal("fan_in"))
+        )
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

@@ -29,7 +29,7 @@ import torch.fx
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import capturing_graph, rebuild_like
+from cnnatlas.layers import capturing_graph, init_weights, rebuild_like
 from cnnatlas.registry import CIFAR10, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -214,14 +214,7 @@ class FractalNet(AtlasModel):
 
         # The paper does not state its initialisation; Caffe's Xavier filler is the usual one
         # (zero biases, BN 1/0).
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self, nn.init.xavier_uniform_, nn.init.xavier_uniform_)
 
     def set_column(self, column: int | None) -> None:
         """Run only column ``column`` (1 = shallowest, ``num_columns`` = deepest) in every
@@ -258,13 +251,8 @@ class FractalNet(AtlasModel):
         return self.fc(torch.flatten(self.global_pool(x), 1))
 
     def reset_classifier(self, num_classes: int) -> None:
-        def head() -> nn.Linear:
-            fc = nn.Linear(self.num_features, num_classes)
-            nn.init.xavier_uniform_(fc.weight)
-            nn.init.zeros_(fc.bias)
-            return fc
-
-        self.fc = rebuild_like(self.fc, head)
+        xavier = nn.init.xavier_uniform_
+        self.fc = rebuild_like(self.fc, lambda: init_weights(nn.Linear(self.num_features, num_classes), xavier, xavier))
         self.num_classes = num_classes
 
 

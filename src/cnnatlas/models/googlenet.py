@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
-from cnnatlas.layers import LocalResponseNorm, rebuild_like
+from cnnatlas.layers import LocalResponseNorm, init_weights, rebuild_like
 from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 
@@ -186,23 +187,17 @@ INCEPTION_TABLE: list[tuple[str, InceptionWidths | None]] = [
     ("inception_5a", InceptionWidths(256, 160, 320, 32, 128, 128)),
     ("inception_5b", InceptionWidths(384, 192, 384, 48, 128, 128)),
 ]
-AUX_TAPS = {"inception_4a": "aux1", "inception_4d": "aux2"}  # §5: on the outputs of 4a and 4d
 
-# Paper role → torchvision attribute name (roles missing here have no torchvision counterpart).
-_TORCHVISION_NAMES = {
-    "conv1": "conv1",
-    "pool1": "maxpool1",
-    "conv2_reduce": "conv2",
-    "conv2": "conv3",
-    "pool2": "maxpool2",
-    "pool3": "maxpool3",
-    "pool4": "maxpool4",
-    "pool5": "avgpool",
-    "dropout": "dropout",
-    "fc": "fc",
-    "aux1": "aux1",
-    "aux2": "aux2",
-    **{name: name.replace("_", "") for name, _ in INCEPTION_TABLE if name.startswith("inception")},
+# Module path of this file (torchvision's names, kept by both layouts) → paper/Caffe name.
+_PAPER_NAMES = {
+    "maxpool1": "pool1",
+    "conv2": "conv2_reduce",
+    "conv3": "conv2",
+    "maxpool2": "pool2",
+    "maxpool3": "pool3",
+    "maxpool4": "pool4",
+    "avgpool": "pool5",
+    **{name.replace("_", ""): name for name, _ in INCEPTION_TABLE if name.startswith("inception")},
 }
 
 
@@ -215,7 +210,8 @@ class Layout:
     kernel_5x5: int
     pool4_kernel: int  # 3 (paper, Caffe) or 2 (torchvision)
     dropout: float
-    torchvision_names: bool
+    caffe_init: bool  # BVLC's Caffe initialisation (paper) or torchvision's
+    aux_pool_5x5: bool  # §5's 5×5/3 average pool in the auxiliary heads, or torchvision's adaptive one
     # Smallest square input that runs (tests hold it against smallest_working_input): every
     # ceil-mode 3×3/2 pool needs ≥ 2 pixels. Paper: pool4 ≥ 2 ← pool3 ≥ 4 ← pool2 ≥ 8 ← pool1 ≥ 16
     # ← conv1 (7×7/2, pad 3) input ≥ 31. torchvision's 2×2 pool4 runs on 1 pixel, so 15.
@@ -229,7 +225,8 @@ LAYOUTS = {
         kernel_5x5=5,
         pool4_kernel=3,
         dropout=0.4,
-        torchvision_names=False,
+        caffe_init=True,
+        aux_pool_5x5=True,
         min_input_size=31,
     ),
     "torchvision": Layout(
@@ -238,7 +235,8 @@ LAYOUTS = {
         kernel_5x5=3,
         pool4_kernel=2,
         dropout=0.2,
-        torchvision_names=True,
+        caffe_init=False,
+        aux_pool_5x5=False,
         min_input_size=15,
     ),
 }
@@ -255,13 +253,22 @@ _BRANCH_NAMES = {
 }
 
 
+def _lrn() -> LocalResponseNorm:
+    # The paper gives no LRN parameters; BVLC's Caffe model uses local_size 5, alpha 1e-4,
+    # beta 0.75, k 1 with Caffe's α/n convention — our paper-form layer computes the same
+    # function with α = 1e-4/5.
+    return LocalResponseNorm(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0)
+
+
 # -- main class --------------------------------------------------------------------------------
 class GoogLeNet(AtlasModel):
     """GoogLeNet (Inception v1) in either layout.
 
-    Modules are stored in forward order under the layout's names (the paper's ``inception_3a``
-    or torchvision's ``inception3a``); :meth:`paper_layer_names` maps every module path to the
-    paper/Caffe name. In training mode with ``aux_logits`` the forward pass returns
+    Both layouts store their modules under torchvision's names (``conv1``, ``maxpool1``,
+    ``conv2`` = the paper's conv2 reduce, ``conv3`` = the paper's conv2, ``inception3a`` …,
+    ``avgpool``, ``dropout``, ``fc``, ``aux1``, ``aux2``; ``norm1``/``norm2`` are the paper's LRN
+    layers and ``None`` in the torchvision layout); :meth:`paper_layer_names` maps every module
+    path to the paper/Caffe name. In training mode with ``aux_logits`` the forward pass returns
     :class:`GoogLeNetOutputs` (logits, aux2, aux1); in eval mode the auxiliary heads are not run
     and only the logits come back.
     """
@@ -285,68 +292,54 @@ class GoogLeNet(AtlasModel):
         self.aux_logits = aux_logits
         self.transform_input = transform_input
         bn = layout.batch_norm
-        self._roles: dict[str, str] = {}  # attribute name → paper role
-        self._sequence: list[str] = []  # attribute names in forward order (features)
+        widths = {name: w for name, w in INCEPTION_TABLE if w is not None}
 
-        def add(role: str, module: nn.Module, in_features: bool = True) -> None:
-            name = _TORCHVISION_NAMES[role] if layout.torchvision_names else role
-            self.add_module(name, module)
-            self._roles[name] = role
-            if in_features:
-                self._sequence.append(name)
+        def inception(in_chans: int, name: str) -> Inception:
+            return Inception(in_chans, widths[name], batch_norm=bn, kernel_5x5=layout.kernel_5x5)
+
+        def pool(kernel: int = 3) -> nn.MaxPool2d:
+            return nn.MaxPool2d(kernel, stride=2, ceil_mode=True)
 
         # Stem (Table 1 rows 1–3; Figure 3): conv 7×7/2, max pool, LRN, 1×1 reduce, 3×3, LRN, pool.
-        add("conv1", ConvUnit(in_chans, 64, 7, stride=2, padding=3, batch_norm=bn))
-        add("pool1", nn.MaxPool2d(3, stride=2, ceil_mode=True))
-        if layout.lrn:
-            # The paper gives no LRN parameters; BVLC's Caffe model uses local_size 5,
-            # alpha 1e-4, beta 0.75, k 1 with Caffe's α/n convention — our paper-form layer
-            # computes the same function with α = 1e-4/5.
-            add("norm1", LocalResponseNorm(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0))
-        add("conv2_reduce", ConvUnit(64, 64, 1, batch_norm=bn))
-        add("conv2", ConvUnit(64, 192, 3, padding=1, batch_norm=bn))
-        if layout.lrn:
-            add("norm2", LocalResponseNorm(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0))
-        add("pool2", nn.MaxPool2d(3, stride=2, ceil_mode=True))
+        self.conv1 = ConvUnit(in_chans, 64, 7, stride=2, padding=3, batch_norm=bn)
+        self.maxpool1 = pool()
+        self.norm1 = _lrn() if layout.lrn else None
+        self.conv2 = ConvUnit(64, 64, 1, batch_norm=bn)
+        self.conv3 = ConvUnit(64, 192, 3, padding=1, batch_norm=bn)
+        self.norm2 = _lrn() if layout.lrn else None
+        self.maxpool2 = pool()
+        # Table 1's inception rows; each module's input depth is the row above's output.
+        self.inception3a = inception(192, "inception_3a")
+        self.inception3b = inception(256, "inception_3b")
+        self.maxpool3 = pool()
+        self.inception4a = inception(480, "inception_4a")
+        self.inception4b = inception(512, "inception_4b")
+        self.inception4c = inception(512, "inception_4c")
+        self.inception4d = inception(512, "inception_4d")
+        self.inception4e = inception(528, "inception_4e")
+        self.maxpool4 = pool(layout.pool4_kernel)
+        self.inception5a = inception(832, "inception_5a")
+        self.inception5b = inception(832, "inception_5b")
+        if aux_logits:  # §5: on the outputs of 4a (512 maps) and 4d (528 maps)
 
-        chans, aux_in = 192, {}
-        for role, widths in INCEPTION_TABLE:
-            if widths is None:
-                kernel = layout.pool4_kernel if role == "pool4" else 3
-                add(role, nn.MaxPool2d(kernel, stride=2, ceil_mode=True))
-                continue
-            add(role, Inception(chans, widths, batch_norm=bn, kernel_5x5=layout.kernel_5x5))
-            chans = widths.out_chans
-            if role in AUX_TAPS:
-                aux_in[AUX_TAPS[role]] = chans
+            def aux(in_chans: int) -> InceptionAux:
+                aux_pool = AuxPool() if layout.aux_pool_5x5 else nn.AdaptiveAvgPool2d((4, 4))
+                return InceptionAux(in_chans, num_classes, pool=aux_pool, batch_norm=bn, dropout=aux_dropout)
 
-        if aux_logits:
-            for role in ("aux1", "aux2"):
-                pool = nn.AdaptiveAvgPool2d((4, 4)) if layout.torchvision_names else AuxPool()
-                add(
-                    role,
-                    InceptionAux(aux_in[role], num_classes, pool=pool, batch_norm=bn, dropout=aux_dropout),
-                    in_features=False,
-                )
+            self.aux1 = aux(512)
+            self.aux2 = aux(528)
         # Head: the paper's 7×7/1 average pool covers the whole 7×7 map at 224; adaptive pooling
         # is identical there and keeps other input sizes working.
-        add("pool5", nn.AdaptiveAvgPool2d((1, 1)), in_features=False)
-        add("dropout", nn.Dropout(p=layout.dropout if dropout is None else dropout), in_features=False)
-        add("fc", nn.Linear(chans, num_classes), in_features=False)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=layout.dropout if dropout is None else dropout)
+        self.fc = nn.Linear(1024, num_classes)
         self._init_weights()
 
-    def _module(self, role: str) -> nn.Module:
-        return getattr(self, _TORCHVISION_NAMES[role] if self.layout.torchvision_names else role)
-
     def _init_weights(self) -> None:
-        if self.layout.torchvision_names:
+        if not self.layout.caffe_init:
             # torchvision's scheme: truncated N(0, 0.01²) weights; BN γ=1, β=0; biases default.
-            for m in self.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    nn.init.trunc_normal_(m.weight, mean=0.0, std=0.01, a=-2, b=2)
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
+            draw = partial(nn.init.trunc_normal_, mean=0.0, std=0.01, a=-2, b=2)
+            init_weights(self, draw, draw, zero_bias=False)
             return
         # The paper states none; BVLC's bvlc_googlenet uses Caffe's "xavier" filler
         # (U(±√(3/fan_in))) with constant 0.2 biases on hidden layers and 0 on the classifiers.
@@ -365,31 +358,41 @@ class GoogLeNet(AtlasModel):
         mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
         return torch.cat([x[:, c : c + 1] * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 for c in range(3)], 1)
 
-    def _run_features(self, x: Tensor, with_aux: bool) -> tuple[Tensor, dict[str, Tensor]]:
+    def _trunk(self, x: Tensor, with_aux: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Table 1 / Figure 3 from the input to inception (5b), and the auxiliary heads' outputs
+        on (4a) and (4d) when ``with_aux``."""
         if self.transform_input:
             x = self._transform(x)
-        aux: dict[str, Tensor] = {}
-        for name in self._sequence:
-            x = getattr(self, name)(x)
-            role = self._roles[name]
-            if with_aux and role in AUX_TAPS:
-                aux[AUX_TAPS[role]] = self._module(AUX_TAPS[role])(x)
-        return x, aux
+        x = self.maxpool1(self.conv1(x))
+        if self.norm1 is not None:
+            x = self.norm1(x)
+        x = self.conv3(self.conv2(x))  # conv2 reduce (1×1), conv2 (3×3)
+        if self.norm2 is not None:
+            x = self.norm2(x)
+        x = self.maxpool2(x)
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        aux1 = self.aux1(x) if with_aux else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if with_aux else None
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        return x, aux1, aux2
 
     def forward_features(self, x: Tensor) -> Tensor:
-        return self._run_features(x, with_aux=False)[0]
+        return self._trunk(x, with_aux=False)[0]
 
     def forward_head(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self._module("pool5")(x), 1)
-        return self._module("fc")(self._module("dropout")(x))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(self.dropout(x))
 
     def forward(self, x: Tensor) -> Any:
         self.check_input(x)
         with_aux = self.training and self.aux_logits
-        features, aux = self._run_features(x, with_aux)
+        features, aux1, aux2 = self._trunk(x, with_aux)
         logits = self.forward_head(features)
         if with_aux:
-            return GoogLeNetOutputs(logits, aux["aux2"], aux["aux1"])
+            return GoogLeNetOutputs(logits, aux2, aux1)
         return logits
 
     def training_loss(
@@ -412,14 +415,14 @@ class GoogLeNet(AtlasModel):
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:
-        """Every module path → the paper/Caffe name: ``inception3a`` → ``inception_3a``,
+        """Every module path → the paper/Caffe name, in either layout: ``inception3a`` → ``inception_3a``,
         ``inception3a.branch3.1.conv`` → ``inception_3a/5x5``, ``conv3.conv`` → ``conv2``."""
         names: dict[str, str] = {}
         for path, module in self.named_modules():
             if not path:
                 continue
             top, _, rest = path.partition(".")
-            parts = [self._roles.get(top, top)]
+            parts = [_PAPER_NAMES.get(top, top)]
             if rest:
                 for inner, caffe in _BRANCH_NAMES.items():
                     if rest == inner or rest.startswith(inner + "."):

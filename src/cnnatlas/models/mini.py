@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
-from cnnatlas.layers import ACTIVATIONS, ConvNormAct, LocalResponseNorm
+from cnnatlas.layers import ACTIVATIONS, ConvNormAct, LocalResponseNorm, he_normal, init_weights, normal
 from cnnatlas.models.googlenet import PAPER as GOOGLENET_PAPER
 from cnnatlas.models.googlenet import ConvUnit, Inception, InceptionWidths
 from cnnatlas.models.mobilenet import _PAPER as MOBILENET_PAPER
@@ -204,16 +204,8 @@ class MiniNet(AtlasModel):
     def _init_weights(self, init: str) -> None:
         if init == "default":
             return
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                if init == "normal":
-                    nn.init.normal_(module.weight, 0.0, 0.01)
-                elif init == "glorot":
-                    nn.init.xavier_uniform_(module.weight)
-                else:
-                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        draw = {"normal": normal(0.01), "glorot": nn.init.xavier_uniform_, "he": he_normal("fan_in")}[init]
+        init_weights(self, draw, draw)
 
     # -- the interface ---------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:

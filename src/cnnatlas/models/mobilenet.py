@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import paper_names_by_prefix, rebuild_like
+from cnnatlas.layers import he_normal, init_weights, normal, paper_names_by_prefix, rebuild_like
 from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -120,15 +120,7 @@ class MobileNetV1(AtlasModel):
 
         # The paper states no initialisation; we use the usual one for BN networks:
         # Kaiming-normal (fan-out) convolutions, BN weight 1 / bias 0, FC N(0, 0.01).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, he_normal("fan_out"), normal(0.01))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -140,13 +132,10 @@ class MobileNetV1(AtlasModel):
         return self.classifier(x)
 
     def reset_classifier(self, num_classes: int) -> None:
-        def head() -> nn.Linear:
-            fc = nn.Linear(self.num_features, num_classes)
-            nn.init.normal_(fc.weight, 0, 0.01)
-            nn.init.zeros_(fc.bias)
-            return fc
-
-        self.classifier = rebuild_like(self.classifier, head)
+        self.classifier = rebuild_like(
+            self.classifier,
+            lambda: init_weights(nn.Linear(self.num_features, num_classes), he_normal("fan_out"), normal(0.01)),
+        )
         self.num_classes = num_classes
 
     def paper_layer_names(self) -> dict[str, str]:

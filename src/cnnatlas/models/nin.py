@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import rebuild_like
+from cnnatlas.layers import he_normal, init_weights, rebuild_like
 from cnnatlas.registry import CIFAR10, IMAGENET, Paper, Variant, register_family
 
 
@@ -41,37 +41,40 @@ class MlpConvStage:
     dropout: float = 0.0
 
 
-# Names: conv{i} is stage i's spatial convolution, cccp{2i-1} and cccp{2i} its 1×1 convolutions,
-# as in the authors' Caffe prototxt; relu_<layer> follows <layer>; pool{i}/drop{i} end stage i.
-def _stage_modules(stage: MlpConvStage, index: int, in_chans: int, num_classes: int) -> list[tuple[str, nn.Module]]:
-    conv_w, cccp_a_w, cccp_b_w = stage.widths
-    cccp_b_w = num_classes if cccp_b_w is None else cccp_b_w
-    a, b = 2 * index - 1, 2 * index
-    modules: list[tuple[str, nn.Module]] = [
-        (f"conv{index}", nn.Conv2d(in_chans, conv_w, stage.kernel, stride=stage.stride, padding=stage.padding)),
-        (f"relu_conv{index}", nn.ReLU(inplace=True)),
-        (f"cccp{a}", nn.Conv2d(conv_w, cccp_a_w, 1)),
-        (f"relu_cccp{a}", nn.ReLU(inplace=True)),
-        (f"cccp{b}", nn.Conv2d(cccp_a_w, cccp_b_w, 1)),
-        (f"relu_cccp{b}", nn.ReLU(inplace=True)),
-    ]
-    if stage.pool is not None:
-        kind, kernel, stride = stage.pool
-        pool_cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
-        modules.append((f"pool{index}", pool_cls(kernel, stride=stride, ceil_mode=True)))
-    if stage.dropout:
-        modules.append((f"drop{index}", nn.Dropout(stage.dropout)))
-    return modules
+class MlpConv(nn.Module):
+    """An mlpconv layer (Fig. 2, §3.1): a spatial convolution and a two-layer perceptron of 1×1
+    convolutions (the authors' "cccp" layers), each followed by a ReLU.
+
+    The final mlpconv's second cccp, whose maps are the class maps, is the network's classifier
+    and lives in the head (a last width of ``None`` leaves it out here).
+    """
+
+    def __init__(self, in_chans: int, stage: MlpConvStage) -> None:
+        super().__init__()
+        conv_w, cccp1_w, cccp2_w = stage.widths
+        self.conv = nn.Conv2d(in_chans, conv_w, stage.kernel, stride=stage.stride, padding=stage.padding)
+        self.relu_conv = nn.ReLU(inplace=True)
+        self.cccp1 = nn.Conv2d(conv_w, cccp1_w, 1)
+        self.relu_cccp1 = nn.ReLU(inplace=True)
+        self.cccp2 = nn.Conv2d(cccp1_w, cccp2_w, 1) if cccp2_w is not None else None
+        self.relu_cccp2 = nn.ReLU(inplace=True) if cccp2_w is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu_cccp1(self.cccp1(self.relu_conv(self.conv(x))))
+        if self.cccp2 is not None:
+            x = self.relu_cccp2(self.cccp2(x))
+        return x
 
 
 # -- main class --------------------------------------------------------------------------------
 class NiN(AtlasModel):
-    """A stack of mlpconv stages ending in global average pooling.
+    """A stack of mlpconv stages ending in global average pooling (§3.2, Fig. 2).
 
-    Modules live at the top level under the paper's names (``conv1``, ``cccp1``, ``pool1`` …).
-    ``forward_features`` runs everything up to the final stage's last ReLU *before* its
-    class-map cccp; ``forward_head`` is that class-map cccp, its ReLU (the authors' networks
-    have one there too), the global average pool and the flatten.
+    ``features`` holds ``mlpconv1``, ``pool1`` (, ``drop1``), ``mlpconv2`` … up to the final
+    mlpconv's first cccp; the head is that mlpconv's class-map cccp (``classifier``), its ReLU
+    (the authors' networks have one there too), the global average pool and the flatten.
+    :meth:`paper_layer_names` gives every layer the authors' Caffe name (``conv1``, ``cccp1``,
+    ``relu_cccp1``, ``pool1``, ``drop3`` …, ``cccp8`` for the classifier).
     """
 
     def __init__(
@@ -79,55 +82,58 @@ class NiN(AtlasModel):
     ) -> None:
         super().__init__(num_classes=num_classes, in_chans=in_chans)
         self.min_input_size = min_input_size
-        names: list[str] = []
+        self.num_stages = len(stages)
+        self.features = nn.Sequential()
         chans = in_chans
         for index, stage in enumerate(stages, start=1):
-            for name, module in _stage_modules(stage, index, chans, num_classes):
-                self.add_module(name, module)
-                names.append(name)
-            chans = stage.widths[2] if stage.widths[2] is not None else num_classes
-        # The class-map cccp and its ReLU are the classifier; everything before them is features.
-        self._head_names = names[-2:] + [f"pool{len(stages)}"]
-        self._feature_names = names[:-2]
+            self.features.add_module(f"mlpconv{index}", MlpConv(chans, stage))
+            if stage.pool is not None:
+                kind, kernel, stride = stage.pool
+                pool_cls = nn.MaxPool2d if kind == "max" else nn.AvgPool2d
+                self.features.add_module(f"pool{index}", pool_cls(kernel, stride=stride, ceil_mode=True))
+            if stage.dropout:
+                self.features.add_module(f"drop{index}", nn.Dropout(stage.dropout))
+            chans = stage.widths[2] or stage.widths[1]
+        self.classifier = nn.Conv2d(chans, num_classes, 1)
+        self.relu = nn.ReLU(inplace=True)
         # The authors pool the final maps with a fixed 6×6 (ImageNet) or 8×8 (CIFAR) average that
         # covers the whole map at the paper's input size; an adaptive pool is the same there and
         # keeps the network working at other sizes.
-        self.add_module(f"pool{len(stages)}", nn.AdaptiveAvgPool2d(1))
-        self._init_weights()
-
-    def _init_weights(self) -> None:
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
         # The paper gives no initialisation; the authors' prototxts use hand-tuned Gaussians
         # (σ 0.01/0.05) that are known to be fragile. Kaiming (He et al. 2015) suits the ReLUs.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-
-    @property
-    def classifier(self) -> nn.Conv2d:
-        return getattr(self, self._head_names[0])
+        init_weights(self, he_normal("fan_in"))
 
     def forward_features(self, x: Tensor) -> Tensor:
-        for name in self._feature_names:
-            x = getattr(self, name)(x)
-        return x
+        return self.features(x)
 
     def forward_head(self, x: Tensor) -> Tensor:
-        for name in self._head_names:
-            x = getattr(self, name)(x)
-        return torch.flatten(x, 1)
+        return torch.flatten(self.global_pool(self.relu(self.classifier(x))), 1)
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier
-
-        def head() -> nn.Conv2d:
-            conv = nn.Conv2d(old.in_channels, num_classes, 1)
-            nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-            return conv
-
-        setattr(self, self._head_names[0], rebuild_like(old, head))
+        self.classifier = rebuild_like(
+            old, lambda: init_weights(nn.Conv2d(old.in_channels, num_classes, 1), he_normal("fan_in"))
+        )
         self.num_classes = num_classes
+
+    def paper_layer_names(self) -> dict[str, str]:
+        # The authors' prototxt numbers the spatial convolutions per stage (conv{i}) and the 1×1
+        # ones through the network (cccp{2i-1}, cccp{2i}); relu_<layer> follows <layer>.
+        names: dict[str, str] = {}
+        for index in range(1, self.num_stages + 1):
+            stage = f"features.mlpconv{index}"
+            layers = {"conv": f"conv{index}", "cccp1": f"cccp{2 * index - 1}", "cccp2": f"cccp{2 * index}"}
+            names[stage] = f"mlpconv{index}"
+            for attr, caffe in layers.items():
+                names[f"{stage}.{attr}"] = caffe
+                names[f"{stage}.relu_{attr}"] = f"relu_{caffe}"
+            names[f"features.pool{index}"] = f"pool{index}"
+            names[f"features.drop{index}"] = f"drop{index}"
+        last = 2 * self.num_stages
+        names.update(classifier=f"cccp{last}", relu=f"relu_cccp{last}", global_pool=f"pool{self.num_stages}")
+        modules = dict(self.named_modules())
+        return {path: name for path, name in names.items() if path in modules}
 
 
 # -- builder -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
 from cnnatlas.errors import InputError
-from cnnatlas.layers import capturing_graph, rebuild_like
+from cnnatlas.layers import capturing_graph, he_normal, init_weights, rebuild_like
 from cnnatlas.registry import CIFAR10, IMAGENET, Paper, Variant, register_family
 
 SHORTCUTS = ("A", "B", "C", "none")
@@ -483,12 +483,7 @@ class ResNet(AtlasModel):
     def _init_weights(self, zero_init_residual: bool) -> None:
         # torchvision's scheme (He et al. 2015 init, [13] of the ResNet paper): Kaiming normal
         # (fan_out) convolutions, BN γ=1 β=0, PyTorch's default init for the fc layer.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.constant_(module.weight, 1)
-                nn.init.constant_(module.bias, 0)
+        init_weights(self, he_normal("fan_out"), zero_bias=False)
         if zero_init_residual:  # Goyal et al. 2017: each block starts as the identity
             for module in self.modules():
                 if isinstance(module, Bottleneck):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import LocalResponseNorm, rebuild_like
+from cnnatlas.layers import LocalResponseNorm, he_normal, init_weights, normal, rebuild_like
 from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 # -- configuration table (the paper's Table 1) ------------------------------------------------
@@ -111,21 +111,9 @@ class VGG(AtlasModel):
         )
         for paper_name, index in zip(("fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"), range(7)):
             self._paper_names[f"classifier.{index}"] = paper_name
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         # torchvision's scheme, so a freshly built model matches torchvision's statistics. (The
         # paper itself initialised deeper nets from net A, or with N(0, 0.01) weights, §3.1.)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, he_normal("fan_out"), normal(0.01))
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -137,10 +125,7 @@ class VGG(AtlasModel):
         old = self.classifier[6]
 
         def head() -> nn.Linear:
-            layer = nn.Linear(old.in_features, num_classes)
-            nn.init.normal_(layer.weight, 0.0, 0.01)
-            nn.init.zeros_(layer.bias)
-            return layer
+            return init_weights(nn.Linear(old.in_features, num_classes), he_normal("fan_out"), normal(0.01))
 
         self.classifier[6] = rebuild_like(old, head)
         self.num_classes = num_classes

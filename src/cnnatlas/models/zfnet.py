@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnatlas.base import AtlasModel
-from cnnatlas.layers import LocalResponseNorm, rebuild_like
+from cnnatlas.layers import EightLayerNet, LocalResponseNorm, init_weights, normal, rebuild_like
 from cnnatlas.registry import IMAGENET, Paper, Variant, register_family
 
 
@@ -38,7 +38,7 @@ def _pool() -> nn.MaxPool2d:
 
 
 # -- main class ------------------------------------------------------------------------------
-class ZFNet(AtlasModel):
+class ZFNet(EightLayerNet, AtlasModel):
     """The Fig. 3 network; ``widths`` are the conv3, conv4, conv5 filter counts.
 
     fc6 needs 6×6 pool5 maps, which input sides 207…238 give (224 in the paper); outside that
@@ -75,31 +75,23 @@ class ZFNet(AtlasModel):
         self.relu7 = nn.ReLU(inplace=True)
         self.drop7 = nn.Dropout(dropout)
         self.fc8 = nn.Linear(4096, num_classes)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                self._init(module)
-
-    @staticmethod
-    def _init(layer: nn.Linear) -> nn.Linear:
         # §3: "All weights are initialized to 10^-2 and biases are set to 0" — read, as in
         # Krizhevsky et al. whom they follow, as weights drawn with standard deviation 0.01.
-        nn.init.normal_(layer.weight, mean=0.0, std=0.01)
-        nn.init.zeros_(layer.bias)
-        return layer
+        init_weights(self, normal(0.01), normal(0.01))
 
     def forward_features(self, x: Tensor) -> Tensor:
+        # Fig. 3: pooling, then contrast normalisation (AlexNet normalises before pooling).
         x = self.norm1(self.pool1(self.relu1(self.conv1(x))))
         x = self.norm2(self.pool2(self.relu2(self.conv2(x))))
-        x = self.relu4(self.conv4(self.relu3(self.conv3(x))))
-        return self.pool5(self.relu5(self.conv5(x)))
+        return self.conv3_to_pool5(x)
 
     def forward_head(self, x: Tensor) -> Tensor:
-        x = self.drop6(self.relu6(self.fc6(torch.flatten(x, 1))))
-        x = self.drop7(self.relu7(self.fc7(x)))
-        return self.fc8(x)
+        return self.fc8(self.hidden7(self.hidden6(torch.flatten(x, 1))))
 
     def reset_classifier(self, num_classes: int) -> None:
-        self.fc8 = rebuild_like(self.fc8, lambda: self._init(nn.Linear(self.fc8.in_features, num_classes)))
+        self.fc8 = rebuild_like(
+            self.fc8, lambda: init_weights(nn.Linear(self.fc8.in_features, num_classes), normal(0.01), normal(0.01))
+        )
         self.num_classes = num_classes
 
     def after_optimizer_step(self) -> None:
