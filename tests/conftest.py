@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Callable, ContextManager, Iterator
 
 import pytest
+import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -20,8 +21,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # them, or N workers × all-core thread pools oversubscribe the machine and run slower than one.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
-        import torch
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
@@ -68,3 +67,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if item.path.name in REGISTRY_SWEEPS and callspec and callspec.params.get("name") in DEEPEST_NETWORKS:
             item.add_marker(pytest.mark.slow)
+
+
+def _calibrate_batch_norm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
+    """Set every batch norm's running statistics to those of ``x`` flowing through ``model``,
+    as training leaves them, and return the model in eval mode.
+
+    A fresh network's statistics (mean 0, variance 1) let a 1,000-layer residual net's activations
+    double their variance at every block and overflow float32 long before the logits; with the
+    statistics of real activations each block's branch is normalised and the logits stay finite.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average: after one batch, that batch's statistics
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+@pytest.fixture
+def calibrate_batch_norm() -> Callable[[torch.nn.Module, torch.Tensor], torch.nn.Module]:
+    return _calibrate_batch_norm

@@ -153,10 +153,15 @@ def test_compare_logits_tells_ties_from_real_flips() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", cnnatlas.list_models())
-def test_every_registered_model_has_a_fast_copy_that_agrees(name: str) -> None:
+def test_every_registered_model_has_a_fast_copy_that_agrees(name: str, calibrate_batch_norm) -> None:  # noqa: ANN001
     torch.manual_seed(0)
-    model = _with_statistics(cnnatlas.create_model(name))
     x = torch.randn(2, *cnnatlas.model_info(name).input_size)
+    model = cnnatlas.create_model(name)
+    if name in ("resnet1202", "preact_resnet1001"):
+        # random statistics at every one of their 600 blocks overflow float32: use real ones
+        model = calibrate_batch_norm(model, torch.randn(4, *x.shape[1:]))
+    else:
+        model = _with_statistics(model)
     agreement = check_fast(model, fast_model(model, x[:1]), x)
     assert agreement.ok, agreement
 
@@ -170,3 +175,17 @@ def test_compiled_fast_copy_agrees_with_eager() -> None:
     assert fast.settings.compiled
     agreement = check_fast(model, fast, x)
     assert agreement.ok and agreement.top1_agreement == 1.0, agreement
+
+
+def test_float32_drift_widens_the_tolerance_only_for_real_drift() -> None:
+    from cnnatlas.fast import TOLERANCE, agreement_with_eager
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4)).eval()
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        reference = model(x)
+    # this net's float32 is ~1e-7 from float64: a 1e-3 disagreement stays a disagreement
+    off = reference + 1e-3 * reference.abs().max()
+    agreement = agreement_with_eager(model, x, reference, off, "fp32")
+    assert not agreement.ok and agreement.tolerance == TOLERANCE["fp32"]

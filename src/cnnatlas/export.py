@@ -25,6 +25,7 @@ a folded state dict no longer fits the registered architecture).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
@@ -138,10 +139,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _check_agreement(reference: Tensor, candidate: Tensor, what: str) -> float:
-    from cnnatlas.fast import compare_logits
+def _check_agreement(model: nn.Module, x: Tensor, candidate: Tensor, what: str) -> float:
+    from cnnatlas.fast import agreement_with_eager
 
-    agreement = compare_logits(reference, candidate, "fp32")
+    agreement = agreement_with_eager(model, x, _logits(model, x), candidate, "fp32")
     if not agreement.ok:
         raise InputError(
             f"{what} disagrees with PyTorch: top-1 agreement {agreement.top1_agreement:.3f}, "
@@ -155,6 +156,72 @@ def _random_batch(input_size: tuple[int, ...], batch: int, seed: int) -> Tensor:
 
 
 # -- ONNX --------------------------------------------------------------------------------------
+class FixedAdaptiveAvgPool2d(nn.Module):
+    """``nn.AdaptiveAvgPool2d`` for one known input size, written with ops every ONNX opset has.
+
+    PyTorch's ONNX exporter translates adaptive average pooling only when the output size
+    divides the input size (VGG's 7×7 → 7×7, a global pool); otherwise (7×7 → 3×3, the
+    regions overlap) it gives up. Adaptive pooling averages over the rectangle rows
+    [⌊i·H/h⌋, ⌈(i+1)·H/h⌉) × columns [⌊j·W/w⌋, ⌈(j+1)·W/w⌉), and the mean over a rectangle is the
+    mean over its rows of the means over its columns, so one slice-and-mean per output row and
+    per output column gives the same numbers (the export is verified against the original).
+    """
+
+    def __init__(self, in_size: tuple[int, int], out_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.rows = _regions(in_size[0], out_size[0])
+        self.cols = _regions(in_size[1], out_size[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.cat([x[:, :, start:end].mean(2, keepdim=True) for start, end in self.rows], 2)
+        return torch.cat([x[:, :, :, start:end].mean(3, keepdim=True) for start, end in self.cols], 3)
+
+
+def _regions(size: int, out: int) -> list[tuple[int, int]]:
+    """Adaptive pooling's [start, end) along one side of ``size`` for each of ``out`` outputs."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def with_fixed_adaptive_pools(model: nn.Module, example: Tensor) -> nn.Module:
+    """``model`` with every ``nn.AdaptiveAvgPool2d`` replaced, for the spatial size ``example``
+    gives it, by what ONNX can express: nothing when output = input, a plain average pool when
+    the output size divides the input size, :class:`FixedAdaptiveAvgPool2d` otherwise. A copy is
+    changed; ``model`` itself is returned when it has no adaptive pool."""
+    pools = {path for path, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
+    if not pools:
+        return model
+    model = copy.deepcopy(model)
+    seen: dict[str, tuple[int, int]] = {}
+
+    def record(path: str) -> Any:
+        def hook(_: nn.Module, args: tuple[Tensor, ...]) -> None:  # returns None: the input is unchanged
+            seen.setdefault(path, tuple(args[0].shape[-2:]))
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(path)) for path, m in model.named_modules() if path in pools]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for path, in_size in seen.items():
+        pool = model.get_submodule(path)
+        wanted = pool.output_size if isinstance(pool.output_size, tuple) else (pool.output_size, pool.output_size)
+        out_size = tuple(i if o is None else o for i, o in zip(in_size, wanted))
+        if out_size == in_size:
+            fixed: nn.Module = nn.Identity()
+        elif all(i % o == 0 for i, o in zip(in_size, out_size)):
+            kernel = tuple(i // o for i, o in zip(in_size, out_size))
+            fixed = nn.AvgPool2d(kernel, stride=kernel)
+        else:
+            fixed = FixedAdaptiveAvgPool2d(in_size, out_size)
+        parent, _, attribute = path.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attribute, fixed)
+    return model
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -174,8 +241,9 @@ def export_onnx(
     model = model.eval()
     if fold_bn:
         model, _ = fold_batchnorm(model, example)
-    path = Path(path)
     name = getattr(model, "model_name", "") or type(model).__name__
+    model = with_fixed_adaptive_pools(model, example)
+    path = Path(path)
     kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["logits"], "opset_version": opset}
     if dynamic_batch:
         if exporter == "dynamo":
@@ -229,7 +297,7 @@ def verify_onnx(path: Path, model: nn.Module, input_size: tuple[int, ...], dynam
     batch = 3 if dynamic_batch else 2  # a dynamic-batch file must also run at a size it was not traced at
     x = _random_batch(input_size, batch, seed=1)
     ort_logits = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
-    error = _check_agreement(_logits(model, x), ort_logits, "ONNX Runtime's output")
+    error = _check_agreement(model, x, ort_logits, "ONNX Runtime's output")
     return ExportReport(
         path=path,
         format="onnx",
@@ -253,7 +321,7 @@ def export_torchscript(model: nn.Module, path: Path, example: Tensor, input_size
             f"cannot trace {getattr(model, 'model_name', type(model).__name__)}: {_first_line(exc)}"
         ) from exc
     x = _random_batch(input_size, example.shape[0] + 1, seed=1)
-    error = _check_agreement(_logits(model, x), _logits(traced, x), "the traced module")
+    error = _check_agreement(model, x, _logits(traced, x), "the traced module")
     traced.save(str(path))
     shape = list(example.shape)
     return ExportReport(
@@ -275,7 +343,7 @@ def export_safetensors(model: nn.Module, path: Path, spec: ModelSpec) -> ExportR
     save_file(state, str(path), metadata=spec.to_metadata())
     rebuilt, _ = load_exported(path)
     x = _random_batch(spec.input_size, 2, seed=1)
-    error = _check_agreement(_logits(model.eval(), x), _logits(rebuilt, x), "the rebuilt network")
+    error = _check_agreement(model.eval(), x, _logits(rebuilt, x), "the rebuilt network")
     return ExportReport(
         path=path,
         format="safetensors",

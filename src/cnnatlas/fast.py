@@ -301,8 +301,11 @@ class Agreement:
         return self.flips_beyond_ties == 0 and self.max_relative_error <= self.tolerance
 
 
-def compare_logits(reference: Tensor, candidate: Tensor, dtype: str = "fp32") -> Agreement:
-    """Top-1 agreement and relative logit error of ``candidate`` against ``reference``."""
+def compare_logits(
+    reference: Tensor, candidate: Tensor, dtype: str = "fp32", tolerance: float | None = None
+) -> Agreement:
+    """Top-1 agreement and relative logit error of ``candidate`` against ``reference``, judged
+    against ``tolerance`` (default: the dtype's, :data:`TOLERANCE`)."""
     reference, candidate = reference.detach().float().cpu(), candidate.detach().float().cpu()
     if reference.shape != candidate.shape:
         raise InputError(f"outputs differ in shape: {tuple(reference.shape)} vs {tuple(candidate.shape)}")
@@ -315,7 +318,7 @@ def compare_logits(reference: Tensor, candidate: Tensor, dtype: str = "fp32") ->
     return Agreement(
         top1_agreement=float((~flipped).float().mean()),
         max_relative_error=max_error / scale,
-        tolerance=TOLERANCE[dtype],
+        tolerance=TOLERANCE[dtype] if tolerance is None else tolerance,
         samples=reference.shape[0],
         flips_beyond_ties=int((flipped & (margin > 2 * max_error)).sum()),
     )
@@ -324,7 +327,28 @@ def compare_logits(reference: Tensor, candidate: Tensor, dtype: str = "fp32") ->
 def check_fast(model: nn.Module, fast: FastModel, batch: Tensor) -> Agreement:
     """Run eager fp32 ``model`` and its fast copy on ``batch``; their :class:`Agreement`."""
     model.eval()
+    batch = batch.to(next(iter(model.parameters()), batch).device)
     with torch.inference_mode():
-        reference = main_logits(model, model(batch.to(next(iter(model.parameters()), batch).device)))
+        reference = main_logits(model, model(batch))
     candidate = main_logits(fast, fast(batch.to(fast.settings.device)))
-    return compare_logits(reference, candidate, fast.settings.dtype)
+    return agreement_with_eager(model, batch, reference, candidate, fast.settings.dtype)
+
+
+def agreement_with_eager(
+    model: nn.Module, batch: Tensor, reference: Tensor, candidate: Tensor, dtype: str
+) -> Agreement:
+    """:func:`compare_logits` of ``candidate`` against eager ``reference`` (``model`` on ``batch``).
+
+    Where that fails in fp32 without a real top-1 flip, the tolerance is widened to 4× eager fp32's
+    own distance from float64 on the same batch: over a thousand layers float32 rounding alone
+    moves the logits by ~2e-3 relative (pre-activation ResNet-1001: eager 1.7e-3 from float64,
+    channels-last 2.4e-3 from eager), so any reordering of the arithmetic does too. The fixed
+    1e-4 still holds every network of ordinary depth.
+    """
+    agreement = compare_logits(reference, candidate, dtype)
+    if agreement.ok or dtype != "fp32" or agreement.flips_beyond_ties:
+        return agreement
+    with torch.inference_mode():
+        exact = main_logits(model, copy.deepcopy(model).double()(batch.double())).float()
+    drift = compare_logits(exact, reference.float()).max_relative_error
+    return compare_logits(reference, candidate, dtype, tolerance=max(TOLERANCE[dtype], 4 * drift))
