@@ -15,7 +15,13 @@ def test_readme_starts_with_the_two_setup_commands() -> None:
     first_block = re.search(r"```bash\n(.*?)```", README, flags=re.S).group(1).strip().splitlines()
     assert len(first_block) == 2
     assert first_block[0].endswith("cnnatlas train lenet5")
-    assert "pip install -e '.[dev]'" in first_block[1] and first_block[1].endswith("python -m pytest")
+    assert "pip install -e '.[dev]'" in first_block[1]
+    test_command = first_block[1].split("&&")[-1].split()
+    assert test_command[:3] == ["python", "-m", "pytest"]
+    # CI runs the README's test command (it may add -q)
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    ci_command = next(line.split() for line in ci.splitlines() if line.startswith("python -m pytest"))
+    assert set(test_command) <= set(ci_command) <= set(test_command) | {"-q"}
 
 
 def test_model_table_lists_every_registered_model_with_its_figures() -> None:
