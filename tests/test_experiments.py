@@ -21,10 +21,6 @@ from cnnatlas.experiments.spec import EXPERIMENTS, get_experiment
 from cnnatlas.layers import LocalResponseNorm
 from cnnatlas.models.resnet import ResidualBlock
 
-# Two representative experiments run by default; the rest (deep ResNets, AlexNet at 227×227,
-# two-stage arms, extra measurements) with -m slow.
-DEFAULT_RUN = {"lrn", "head"}
-
 
 def _build(experiment: str, arm: str, in_chans: int = 1) -> nn.Module:
     spec = get_experiment(experiment).arm(arm)
@@ -64,9 +60,7 @@ def _check_results(folder: Path, name: str) -> dict:
     return results
 
 
-@pytest.mark.parametrize(
-    "name", [n if n in DEFAULT_RUN else pytest.param(n, marks=pytest.mark.slow) for n in EXPERIMENTS]
-)
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_every_experiment_runs_on_the_smoke_budget(name: str, tmp_path: Path) -> None:
     folder = run_experiment(name, budget="smoke", out=tmp_path / name, device="cpu")
     _check_results(folder, name)
