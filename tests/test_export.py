@@ -67,10 +67,12 @@ def test_representative_models_export_to_onnx_and_run_in_onnxruntime(
 @pytest.mark.parametrize("name", cnnatlas.list_models())
 def test_every_registered_model_exports_and_verifies(name: str, tmp_path: Path, calibrate_batch_norm) -> None:  # noqa: ANN001
     info = cnnatlas.model_info(name)
-    model = calibrate_batch_norm(_model(name), torch.randn(4, *info.input_size))  # finite logits at any depth
+    model, bound = _model(name), 1e-4
+    if name in ("resnet1202", "preact_resnet1001"):
+        # a fresh network's statistics overflow float32 over 600 blocks: use real ones; and over a
+        # thousand layers float32 rounding alone moves the logits ~2e-3 (cnnatlas.fast.agreement_with_eager)
+        model, bound = calibrate_batch_norm(model, torch.randn(4, *info.input_size)), 1e-2
     report = export(model, _spec(name, info.input_size), tmp_path / "m.onnx", "onnx")
-    # over a thousand layers float32 rounding alone moves the logits ~2e-3 (cnnatlas.fast.agreement_with_eager)
-    bound = 1e-2 if name in ("resnet1202", "preact_resnet1001") else 1e-4
     assert report.max_relative_error is not None and report.max_relative_error <= bound
 
 
