@@ -153,6 +153,7 @@ def test_atlas_of_torchvision_and_user_models(
     assert layers["charts"] and "1,235,496" in pages["torchvision-squeezenet1_1"]
     assert all(f">{n}<" in pages[user_page] for n in ("57,600", "5,760", "5,874")) and "1×28×28" in pages[user_page]
     assert "Paper:" not in pages[user_page] and "Paper:" in pages["lenet5"]
+    assert f"cnnatlas summary {user}:TinyNet --input 1x28x28" in pages[user_page]
     # a bad source is one error line and leaves nothing behind
     assert main(["atlas", "--out", str(tmp_path / "bad"), "--models", f"{user}:NoSuchNet"]) == 2
     assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "bad").exists()

@@ -242,7 +242,9 @@ def model_page(r: dict[str, Any], has_q: bool) -> str:
         )
         + "</table>"
     )
-    source, stem = shlex.quote(r["name"]), r["page"]
+    # a source's page was drawn at an input the commands must repeat; a registered model's is its default
+    source = shlex.quote(r["name"]) + ("" if r["registered"] else " --input " + "x".join(map(str, r["input_size"])))
+    stem = r["page"]
     commands = [
         f"cnnatlas summary {source}",
         f"cnnatlas diagram {source} --out {stem}.svg",

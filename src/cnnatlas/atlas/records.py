@@ -86,6 +86,7 @@ def _registered_metadata(name: str) -> dict[str, Any]:
     return {
         "name": name,
         "model": name,
+        "registered": True,
         "page": page_name(name),
         "family": info.family,
         "description": info.description,
@@ -140,6 +141,7 @@ def _source_metadata(source: str) -> dict[str, Any]:
     return {
         "name": resolved.name,
         "model": resolved.model,
+        "registered": False,
         "declared_input": resolved.input_size,
         "page": page_name(source),
         "family": resolved.kind,
