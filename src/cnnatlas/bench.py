@@ -243,7 +243,7 @@ def make_runner(
     check: bool = True,
 ) -> Runner:
     """A :class:`Runner` for inference with ``backend`` (see the module docstring)."""
-    from cnnatlas.fast import check_fast, compare_logits, fast_model, main_logits
+    from cnnatlas.fast import agreement_with_eager, check_fast, fast_model, main_logits
 
     model = model.eval()
     if backend == "eager":
@@ -281,7 +281,8 @@ def make_runner(
         if check:
             with torch.inference_mode():
                 reference = main_logits(model, model.cpu()(example.cpu()))
-            agreement = asdict(compare_logits(reference, torch.from_numpy(run_ort(example)), "fp32"))
+            ort_logits = torch.from_numpy(run_ort(example))
+            agreement = asdict(agreement_with_eager(model, example.cpu(), reference, ort_logits, "fp32"))
         # ONNX Runtime allocates in its own arena, which torch's profiler does not see.
         return Runner(run_ort, "ONNX Runtime, CPU execution provider, BN folded", agreement, folder.cleanup, None)
     raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
