@@ -92,7 +92,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="K=V",
         help="keyword argument for the model's builder (repeatable), e.g. --model-option num_classes=10; "
-        "V is read as a Python literal (10, 0.5, 'text', [1, 2], True) or else as text",
+        "V is read as a Python literal (10, 0.5, 'text', (16, 32) or just 16,32, True), a JSON true/null, "
+        "or else as text",
     )
     p.add_argument("--num-classes", type=int, default=None, metavar="N", help="same as num_classes=N (at most 100,000)")
 

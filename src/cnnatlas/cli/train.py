@@ -85,7 +85,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="model builder option, e.g. --model-option dropout=0.3",
+        help="model builder option, e.g. --model-option dropout=0.3 or widths=16,32,64 "
+        "(values read as in `cnnatlas summary --help`)",
     )
     p.add_argument(
         "--init-from",
