@@ -88,5 +88,11 @@ def _calibrate_batch_norm(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.M
 
 
 @pytest.fixture
+def deepest_networks() -> frozenset[str]:
+    """The two 1,000-layer networks, which some registry-wide checks must treat apart."""
+    return DEEPEST_NETWORKS
+
+
+@pytest.fixture
 def calibrate_batch_norm() -> Callable[[torch.nn.Module, torch.Tensor], torch.nn.Module]:
     return _calibrate_batch_norm
