@@ -140,13 +140,15 @@ def model_page(r: dict[str, Any], has_q: bool) -> str:
     t = r["totals"]
     paper = r["paper"]
     url = f' <a href="{escape(paper["url"])}" rel="noreferrer">{escape(paper["url"])}</a>' if paper["url"] else ""
+    # a source's page was drawn at an input the commands must repeat; a registered model's is its default
+    source = shlex.quote(r["name"]) + ("" if r["registered"] else " --input " + "x".join(map(str, r["input_size"])))
     diagram = r["diagram"]
     if diagram["svg"]:
         how = (
             "every traced layer"
             if diagram["depth"] is None
             else f"modules deeper than level {diagram['depth']} collapsed into one node each "
-            f"(`cnnatlas diagram {shlex.quote(r['name'])}` draws every layer)"
+            f"(`cnnatlas diagram {source}` draws every layer)"
         )
         diagram_html = (
             f'<p class="muted">{diagram["nodes"]} nodes: {escape(how)}.</p><div class="diagram">{diagram["svg"]}</div>'
@@ -242,8 +244,6 @@ def model_page(r: dict[str, Any], has_q: bool) -> str:
         )
         + "</table>"
     )
-    # a source's page was drawn at an input the commands must repeat; a registered model's is its default
-    source = shlex.quote(r["name"]) + ("" if r["registered"] else " --input " + "x".join(map(str, r["input_size"])))
     stem = r["page"]
     commands = [
         f"cnnatlas summary {source}",
