@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -120,6 +121,27 @@ def test_rebuilding_replaces_an_earlier_atlas(tmp_path: Path, monkeypatch: pytes
     build_atlas(out, ["lenet5_modern"], jobs=1)
     assert (out / MARKER).exists() and [p.name for p in (out / "models").iterdir()] == ["lenet5_modern.html"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary or old copy left
+
+
+def test_a_user_source_runs_once_in_the_building_process(tmp_path: Path) -> None:
+    runs = tmp_path / "runs.txt"
+    user = tmp_path / "counted.py"
+    user.write_text(
+        "import os\n"
+        "from torch import nn\n"
+        f"with open({str(runs)!r}, 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(nn.Conv2d(3, 4, 3), nn.Flatten())\n"
+    )
+    build = build_atlas(
+        tmp_path / "site", ["lenet5", f"{user}:Net"], jobs=2, render_diagrams=False, input_size=(3, 8, 8)
+    )
+    assert build.models == ["lenet5", f"{user}:Net"]
+    # checked up front, then analysed from that one resolution: the file's code ran once, here
+    assert runs.read_text().split() == [str(os.getpid())]
+    assert (tmp_path / "site" / "models" / "counted-Net.html").is_file()
 
 
 def test_atlas_of_torchvision_and_user_models(

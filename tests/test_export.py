@@ -92,6 +92,25 @@ def test_folded_onnx_export_matches_the_unfolded_network(tmp_path: Path) -> None
     assert report.max_relative_error <= 1e-4
 
 
+@pytest.mark.parametrize("fold_bn", [False, True], ids=["as-is", "folded"])
+def test_overlapping_adaptive_pool_exports_and_leaves_the_callers_network_alone(fold_bn: bool, tmp_path: Path) -> None:
+    # 7×7 → 3×3 (torchvision's VGG head fed a small input): the regions overlap, which PyTorch's
+    # exporter cannot translate, so the export replaces the pool with an exact slice-and-mean.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(3)).eval()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    x = torch.randn(2, 3, 7, 7)
+    path = export_onnx(model, tmp_path / "pool.onnx", x, fold_bn=fold_bn)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(x)
+    got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+    assert got.shape == (2, 4, 3, 3)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert [type(m) for m in model] == [nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d]
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in before.items())
+
+
 def test_torchscript_export_reproduces_eager(tmp_path: Path) -> None:
     path = tmp_path / "lenet5.pt"
     report = export(_model("lenet5"), _spec("lenet5", (1, 32, 32)), path, "torchscript")

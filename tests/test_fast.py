@@ -10,6 +10,7 @@ import cnnatlas
 from cnnatlas.errors import InputError
 from cnnatlas.fast import (
     TOLERANCE,
+    ShiftedSumLRN,
     check_fast,
     compare_logits,
     cpu_flags,
@@ -20,6 +21,7 @@ from cnnatlas.fast import (
     native_bf16,
     resolve_dtype,
 )
+from cnnatlas.layers import LocalResponseNorm
 
 
 def _with_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -98,6 +100,42 @@ def test_a_convolution_read_twice_is_not_folded() -> None:
     assert count == 0
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x))
+
+
+@pytest.mark.parametrize("size", [5, 4, 1], ids=["odd window", "even window", "window of one"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["NCHW", "NHWC"])
+def test_shifted_sum_lrn_is_pytorchs_local_response_norm(size: int, channels_last: bool) -> None:
+    x = torch.randn(2, 7, 5, 6, generator=torch.Generator().manual_seed(0)) * 3
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    # AlexNet §3.3's constants (k = 2, α = 1e-4 per element) and a larger α that makes the window matter
+    for alpha, beta, k in ((1e-4 * size, 0.75, 2.0), (2.0, 0.75, 1.0)):
+        expected = torch.nn.functional.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+        got = ShiftedSumLRN(size, alpha, beta, k)(x)
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    # the layer read from either LRN module means the same function
+    paper = LocalResponseNorm(size=size, alpha=1e-4, beta=0.75, k=2.0)
+    torch.testing.assert_close(ShiftedSumLRN.replacing(paper)(x), paper(x), rtol=1e-6, atol=1e-6)
+    caffe = nn.LocalResponseNorm(size, alpha=2.0, beta=0.75, k=1.0)
+    torch.testing.assert_close(ShiftedSumLRN.replacing(caffe)(x), caffe(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    # AlexNet 2012 §3.3: LRN after conv1 and conv2 (one module each, applied within each tower's
+    # half of the maps); GoogLeNet (Szegedy et al. 2014, Fig. 3): after the stem's max pool and conv2
+    ("name", "expected_lrns"),
+    [("alexnet_2012", 2), ("googlenet", 2)],
+)
+def test_fast_copy_rewrites_every_lrn_and_agrees(name: str, expected_lrns: int) -> None:
+    torch.manual_seed(0)
+    model = cnnatlas.create_model(name).eval()
+    x = torch.randn(2, *cnnatlas.model_info(name).input_size)
+    fast = fast_model(model, x[:1])
+    assert fast.settings.shifted_sum_lrns == expected_lrns
+    assert not any(isinstance(m, (LocalResponseNorm, nn.LocalResponseNorm)) for m in fast.prepared.modules())
+    assert sum(isinstance(m, LocalResponseNorm) for m in model.modules()) == expected_lrns  # the original kept
+    agreement = check_fast(model, fast, x)
+    assert agreement.top1_agreement == 1.0 and agreement.max_relative_error <= TOLERANCE["fp32"]
 
 
 def test_fast_model_is_channels_last_and_keeps_the_interface() -> None:

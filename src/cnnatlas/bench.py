@@ -260,6 +260,7 @@ def make_runner(
         s = fast.settings
         description = (
             f"{s.folded_batchnorms} BN folded, {'channels-last' if s.channels_last else 'NCHW'}, {s.dtype}"
+            + (f", {s.shifted_sum_lrns} LRN as shifted sums" if s.shifted_sum_lrns else "")
             + (", torch.compile" if s.compiled else "")
         )
         return Runner(fast, description, agreement, resident=_model_tensors(fast))

@@ -182,15 +182,17 @@ def _regions(size: int, out: int) -> list[tuple[int, int]]:
     return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
 
 
-def with_fixed_adaptive_pools(model: nn.Module, example: Tensor) -> nn.Module:
+def with_fixed_adaptive_pools(model: nn.Module, example: Tensor, *, inplace: bool = False) -> nn.Module:
     """``model`` with every ``nn.AdaptiveAvgPool2d`` replaced, for the spatial size ``example``
     gives it, by what ONNX can express: nothing when output = input, a plain average pool when
     the output size divides the input size, :class:`FixedAdaptiveAvgPool2d` otherwise. A copy is
-    changed; ``model`` itself is returned when it has no adaptive pool."""
+    changed unless ``inplace`` (for a model that is already the caller's own copy); ``model``
+    itself is returned when it has no adaptive pool."""
     pools = {path for path, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
     if not pools:
         return model
-    model = copy.deepcopy(model)
+    if not inplace:
+        model = copy.deepcopy(model)
     seen: dict[str, tuple[int, int]] = {}
 
     def record(path: str) -> Any:
@@ -242,7 +244,8 @@ def export_onnx(
     if fold_bn:
         model, _ = fold_batchnorm(model, example)
     name = getattr(model, "model_name", "") or type(model).__name__
-    model = with_fixed_adaptive_pools(model, example)
+    # the folded network is already a copy of the caller's, so its pools can be replaced in place
+    model = with_fixed_adaptive_pools(model, example, inplace=fold_bn)
     path = Path(path)
     kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["logits"], "opset_version": opset}
     if dynamic_batch:

@@ -115,10 +115,10 @@ def build_atlas(
     sources = [m for m in models or () if source_kind(m) != "registered"]
     patterns = [m for m in models or () if source_kind(m) == "registered"]
     names = expand_models(patterns) if patterns or not sources else []
-    for source in sources:
-        resolve_source(source, meta=True)  # a bad source fails here, before any work or any file
-        if source not in names:
-            names.append(source)
+    # Resolved once, here: a bad source fails before any work or any file, and a file or module
+    # source's code runs once, in this process, which analyses it (a worker could not import it).
+    resolved = {source: resolve_source(source, meta=True) for source in sources}
+    names += [source for source in resolved if source not in names]
     pages = [page_name(n) for n in names]
     if len(set(pages)) != len(pages):
         clash = sorted({p for p in pages if pages.count(p) > 1})
@@ -126,22 +126,29 @@ def build_atlas(
     render_diagrams = render_diagrams and graphviz_available()
     workers = max(1, min(jobs or os.cpu_count() or 1, len(names)))
     records: dict[str, dict[str, Any]] = {}
+
+    def record_of(name: str) -> dict[str, Any]:
+        records[name] = model_record(name, render_diagrams, input_size, resolved.get(name))
+        if progress:
+            progress(name, len(records), len(names))
+        return records[name]
+
     if workers == 1:
         winners = winners_record()
-        for i, name in enumerate(names):
-            records[name] = model_record(name, render_diagrams, input_size)
-            if progress:
-                progress(name, i + 1, len(names))
+        for name in names:
+            record_of(name)
     else:
         # Big networks first, so no worker is left with ResNet-1202 at the end.
-        order = sorted(names, key=_expected_cost, reverse=True)
+        order = sorted((n for n in names if n not in resolved), key=_expected_cost, reverse=True)
         with ProcessPoolExecutor(max_workers=workers) as pool:
             winners_future = pool.submit(winners_record)
             futures = {name: pool.submit(model_record, name, render_diagrams, input_size) for name in order}
-            for i, name in enumerate(order):
+            for name in resolved:  # while the workers analyse the registered models
+                record_of(name)
+            for name in order:
                 records[name] = futures[name].result()
                 if progress:
-                    progress(name, i + 1, len(names))
+                    progress(name, len(records), len(names))
             winners = winners_future.result()
     ordered = [records[n] for n in names]
     known = set(names)

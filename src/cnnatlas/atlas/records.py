@@ -1,4 +1,5 @@
-"""Everything one atlas page shows about one model, computed once (in a worker process).
+"""Everything one atlas page shows about one model, computed once (in a worker process for a
+registered model; in the building process for a source it has already resolved).
 
 A record is plain JSON-ready data: registry metadata, the analyser's rows and totals, the three
 conclusions, receptive-field growth, published results, the default recipe, and the diagram
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from cnnatlas.sources import source_kind
+from cnnatlas.sources import ResolvedModel, resolve_source, source_kind
 
 # Graphviz lays out a few hundred nodes in seconds; bigger networks (ResNet-1202) are drawn
 # with their blocks collapsed to the deepest module level that stays under this many nodes.
@@ -51,15 +52,21 @@ def page_name(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "-", source).strip("-.") or "model"
 
 
-def model_record(source: str, render_diagrams: bool = True, input_size: Sequence[int] | None = None) -> dict[str, Any]:
+def model_record(
+    source: str,
+    render_diagrams: bool = True,
+    input_size: Sequence[int] | None = None,
+    resolved: ResolvedModel | None = None,
+) -> dict[str, Any]:
     """The page data of one model: a registered name, or any model source (see
     :mod:`cnnatlas.sources`), which gets the analysis without a paper, results or recipe.
-    ``input_size`` applies to sources that do not declare their own (default 3×224×224)."""
+    ``input_size`` applies to sources that do not declare their own (default 3×224×224);
+    ``resolved`` is the source already resolved (on the meta device), so its code is not run again."""
     started = time.perf_counter()
     if source_kind(source) == "registered":
         record, size = _registered_metadata(source), None  # at the input its paper used
     else:
-        record = _source_metadata(source)
+        record = _source_metadata(source, resolved)
         size = record.pop("declared_input") or input_size
     from cnnatlas.analysis.graph import layer_graph
 
@@ -132,11 +139,10 @@ def _registered_metadata(name: str) -> dict[str, Any]:
     }
 
 
-def _source_metadata(source: str) -> dict[str, Any]:
+def _source_metadata(source: str, resolved: ResolvedModel | None) -> dict[str, Any]:
     """A torchvision model or the user's own network: what its source tells, nothing invented."""
-    from cnnatlas.sources import resolve_source
-
-    resolved = resolve_source(source, meta=True)
+    if resolved is None:
+        resolved = resolve_source(source, meta=True)
     kind = {"torchvision": "torchvision", "file": "your file", "module": "your module"}[resolved.kind]
     return {
         "name": resolved.name,
