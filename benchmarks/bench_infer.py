@@ -19,13 +19,17 @@ Each variant's logits are compared with ours eager fp32 on the timed batch (top-
 largest difference relative to the largest logit). GFLOP/s = 2 × analyser MACs × images/s;
 the peak is derived by ``cnnatlas.bench.machine_peak`` (printed).
 
+``--profile`` adds, per model, where the fast copy's time goes: self CPU time per operator group
+under ``torch.profiler``, and the convolutions by kind (1×1, k×k, depthwise) with the GFLOP/s
+each kind achieves — which says whether anything but faster convolution kernels could help.
+
 ``--digits`` trains LeNet-5 on the bundled MNIST sample (its default recipe, ``--digit-epochs``
 epochs) and reports how often the bf16 fast copy's top-1 agrees with fp32 on the 1,000 bundled
 test digits (bf16 is emulated where the CPU lacks it; the numbers are the same, only slower).
 
 Usage: ``python benchmarks/bench_infer.py [--models resnet50 vgg16 …] [--batch 16] [--rounds 7]
 [--variants channels-last fast compile onnxruntime bf16] [--compile] [--bf16] [--threads N]
-[--digits [--digit-epochs 5]]``.
+[--profile] [--digits [--digit-epochs 5]]``.
 """
 
 from __future__ import annotations
@@ -106,6 +110,80 @@ def _logits(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, model: torch.nn.
     return main_logits(model, out)
 
 
+def _conv_kind(weight_shape: list[int]) -> str:
+    """``1×1``, ``k×k`` or ``depthwise k×k`` from a convolution weight's shape (out, in/groups, kh, kw)."""
+    _, per_group, kh, kw = weight_shape
+    if (kh, kw) == (1, 1):
+        return "1×1"
+    return f"{'depthwise ' if per_group == 1 else ''}{kh}×{kw}"
+
+
+def profile_fast(name: str, x: torch.Tensor, calls: int = 3) -> None:
+    """Self CPU time of the fast copy by operator group, and its convolutions by kind."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    fast = fast_model(cnnatlas.create_model(name).eval(), x[:1])
+    macs: dict[str, int] = {}
+
+    def count(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        kind = _conv_kind(list(module.weight.shape))
+        per_output = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+        macs[kind] = macs.get(kind, 0) + output.numel() * per_output
+
+    handles = [m.register_forward_hook(count) for m in fast.prepared.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.inference_mode():
+        fast(x)
+    for handle in handles:
+        handle.remove()
+    with torch.inference_mode():
+        fast(x)
+        start = time.perf_counter()
+        for _ in range(calls):
+            fast(x)
+        plain = (time.perf_counter() - start) / calls
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            start = time.perf_counter()
+            for _ in range(calls):
+                fast(x)
+            wall = (time.perf_counter() - start) / calls
+    # The first match wins (addmm before add); each group names the aten operators doing that work.
+    groups = {
+        "convolution": ("convolution",),
+        "fully connected": ("addmm", "linear", "aten::mm"),
+        "ReLU and other activations": ("relu", "clamp", "hardtanh", "sigmoid", "tanh"),
+        "residual adds, concatenation": ("aten::add", "aten::cat"),
+        "pooling": ("pool", "aten::mean"),
+        "layout copies": ("copy_", "contiguous", "clone"),
+    }
+    totals = {group: 0.0 for group in groups} | {"other (framework, allocation)": 0.0}
+    conv_us: dict[str, float] = {}
+    for event in prof.key_averages(group_by_input_shape=True):
+        group = next((g for g, needles in groups.items() if any(n in event.key for n in needles)), None)
+        totals[group or "other (framework, allocation)"] += event.self_cpu_time_total
+        if event.key == "aten::mkldnn_convolution" and len(event.input_shapes) > 1:
+            kind = _conv_kind(event.input_shapes[1])
+            conv_us[kind] = conv_us.get(kind, 0.0) + event.self_cpu_time_total
+    whole = sum(totals.values())
+    print(
+        f"\n### where the fast copy's time goes: {name}, batch {x.shape[0]}, {1e3 * plain:.0f} ms per batch, "
+        f"{1e3 * wall:.0f} ms under the profiler (whose times are below)"
+    )
+    print("| operator group | ms per batch | share |")
+    print("|---|---|---|")
+    for group, us in sorted(totals.items(), key=lambda kv: -kv[1]):
+        if us:
+            print(f"| {group} | {us / 1e3 / calls:.1f} | {100 * us / whole:.1f}% |")
+    peak = machine_peak("cpu").flops
+    print("\n| convolution kind | G-MACs per image | ms per batch | GFLOP/s | of peak |")
+    print("|---|---|---|---|---|")
+    for kind, us in sorted(conv_us.items(), key=lambda kv: -kv[1]):
+        seconds = us / 1e6 / calls
+        gflops = 2 * macs.get(kind, 0) / seconds / 1e9 if seconds else 0.0
+        share = f"{100 * gflops * 1e9 / peak:.1f}%" if peak else "–"
+        print(f"| {kind} | {macs.get(kind, 0) / x.shape[0] / 1e9:.3f} | {1e3 * seconds:.1f} | {gflops:.1f} | {share} |")
+
+
 def digit_agreement(epochs: float) -> None:
     import tempfile
 
@@ -149,9 +227,12 @@ def main() -> None:
         help="which variants to time beside the reference and ours eager",
     )
     parser.add_argument("--bf16", action="store_true", help="also time bf16 where it is emulated")
+    parser.add_argument("--profile", action="store_true", help="where the fast copy's time goes, per model")
     parser.add_argument("--digits", action="store_true", help="LeNet-5 bf16 vs fp32 agreement on the test digits")
     parser.add_argument("--digit-epochs", type=float, default=5)
     args = parser.parse_args()
+    # Kineto, the profiler's back end, would otherwise write start/stop lines into the tables.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     if args.threads:
         torch.set_num_threads(args.threads)
     env = environment("cpu")
@@ -186,6 +267,8 @@ def main() -> None:
                 f"{100 * gflops * 1e9 / peak.flops:.1f}% | {100 * agreement.top1_agreement:.0f}% | "
                 f"{agreement.max_relative_error:.1e} |"
             )
+        if args.profile:
+            profile_fast(name, x)
     if args.digits:
         digit_agreement(args.digit_epochs)
     print(f"\n# load average at the end {os.getloadavg()}")

@@ -17,7 +17,8 @@ Usage: ``python benchmarks/bench_train.py [--model resnet20] [--images 2048] [--
 digits padded to 32) and VGG-11 (batch 128, 32×32 RGB, 10 classes), the trainer's images/s and
 its achieved GFLOP/s — 3 × 2 × the analyser's forward MACs per image (the forward product and
 the two backward ones, for the input and the weight gradients) × images/s — as a fraction of the
-machine's peak (``cnnatlas.bench.machine_peak``, derivation printed). ``--profile`` adds a
+machine's peak (``cnnatlas.bench.machine_peak``, derivation printed); with ``--compile`` ResNet-20
+is also trained through ``torch.compile`` (its first epoch, which compiles, is not counted). ``--profile`` adds a
 ``torch.profiler`` table of where one ResNet-20 training step's time goes, grouped by operator;
 ``--batchnorm`` times a training-mode batch norm against the convolution before it.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import statistics
 import tempfile
@@ -101,7 +103,10 @@ def ours_images_per_s(
     device: str,
     recipe: str = "resnet_cifar",
     image_size: tuple[int, int, int] = (3, 32, 32),
+    compile: bool = False,
 ) -> float:
+    """Training images/s of the trainer's last epoch (a compiled run gets a first epoch to
+    compile in, which is not counted)."""
     from cnnatlas.train.trainer import train
 
     with tempfile.TemporaryDirectory() as out:
@@ -110,9 +115,10 @@ def ours_images_per_s(
             out=f"{out}/run",
             data="synthetic",
             recipe=recipe,
-            epochs=1,
+            epochs=2 if compile else 1,
             batch_size=batch,
             device=device,
+            compile=compile,
             limit_test=batch,
             data_options={"num_samples": n, "image_size": image_size, "num_classes": 10},
         )
@@ -127,7 +133,7 @@ CEILING_RUNS = (
 )
 
 
-def ceiling_table(images: int, repeats: int, device: str) -> None:
+def ceiling_table(images: int, repeats: int, device: str, compile: bool = False) -> None:
     import cnnatlas
     from cnnatlas.bench import environment, machine_peak
 
@@ -137,14 +143,18 @@ def ceiling_table(images: int, repeats: int, device: str) -> None:
     print(f"# peak: {peak.derivation}; load average at start {env['load_average']}")
     print("| model | batch | forward MACs/image | images/s (mean ± std) | GFLOP/s | of peak |")
     print("|---|---|---|---|---|---|")
-    for model, recipe, data_size, net_size, batch in CEILING_RUNS:
+    runs = [(*run, False) for run in CEILING_RUNS]
+    if compile:  # ResNet-20 again through torch.compile, interleaved with the eager runs
+        runs.insert(1, (*CEILING_RUNS[0], True))
+    for model, recipe, data_size, net_size, batch, compiled in runs:
         macs = cnnatlas.analyze(model, input_size=net_size, num_classes=10, in_chans=net_size[0]).totals["macs"]
-        rates = [ours_images_per_s(model, images, batch, device, recipe, data_size) for _ in range(repeats)]
+        rates = [ours_images_per_s(model, images, batch, device, recipe, data_size, compiled) for _ in range(repeats)]
         mean = statistics.mean(rates)
         std = statistics.stdev(rates) if len(rates) > 1 else 0.0
         gflops = 6 * macs * mean / 1e9
         fraction = f"{100 * gflops * 1e9 / peak.flops:.1f}%" if peak.flops else "–"
-        print(f"| {model} | {batch} | {macs:,} | {mean:.1f} ± {std:.1f} | {gflops:.1f} | {fraction} |")
+        label = f"{model} (torch.compile)" if compiled else model
+        print(f"| {label} | {batch} | {macs:,} | {mean:.1f} ± {std:.1f} | {gflops:.1f} | {fraction} |")
 
 
 def batchnorm_table(batch: int, rounds: int = 10) -> None:
@@ -260,15 +270,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--ceiling", action="store_true", help="trainer images/s and GFLOP/s against the peak")
+    parser.add_argument("--compile", action="store_true", help="with --ceiling: ResNet-20 through torch.compile too")
     parser.add_argument("--profile", action="store_true", help="where a ResNet-20 step's time goes")
     parser.add_argument("--batchnorm", action="store_true", help="batch norm against convolution, first stage")
     args = parser.parse_args()
+    # Kineto, the profiler's back end, would otherwise write start/stop lines into the tables.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     if args.batchnorm:
         batchnorm_table(args.batch)
         return
     if args.ceiling or args.profile:
         if args.ceiling:
-            ceiling_table(args.images, args.repeats, args.device)
+            ceiling_table(args.images, args.repeats, args.device, args.compile)
         if args.profile:
             profile_table(args.batch)
         return

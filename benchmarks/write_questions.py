@@ -1,11 +1,12 @@
 """Write docs/questions.md: the notes' 25 reader questions, each with a short answer, the numbers
 behind it and the command that reproduces them.
 
-    python benchmarks/write_questions.py --out DIR
+    python benchmarks/write_questions.py --out DIR [--speed docs/bench/classic-cpu.json]
 
 Every number is computed here: from the analyser and cnnatlas.formulas (exact, deterministic), or
-read from the recorded experiments under DIR (``benchmarks/record_experiments.py``); an experiment
-without a recording is named as "not yet recorded" instead of a number.
+read from the recorded experiments under DIR (``benchmarks/record_experiments.py``) and from a
+``cnnatlas bench --format json`` result (``--speed``); an experiment or a timing without a
+recording is named as "not yet recorded"/"not measured" instead of a number.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cnnatlas.formulas import (
     stacked_conv_params,
     stacked_receptive_field,
 )
+from cnnatlas.plot.bench import load_bench_result
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "questions.md"
 
@@ -38,6 +40,29 @@ def evidence(folder: Path, name: str) -> str:
     return (
         f"Experiment [`{name}`](experiments.md#{name}) ({results['budget']} budget, {seeds} seeds): "
         f"{finding(results)}{picture}"
+    )
+
+
+def measured_speed(path: Path | None) -> str:
+    """GoogLeNet against VGG-16 in measured time per image, from a `cnnatlas bench` result."""
+    command = "`cnnatlas bench googlenet vgg16 --backend fast`"
+    if path is None:
+        return f"Their time per image is not measured here ({command})."
+    result = load_bench_result(path)
+    rows = {(r["model"], r["batch"]): r for r in result["results"]}
+    batches = [b for (m, b) in rows if m == "googlenet" and ("vgg16", b) in rows]
+    if not batches:
+        return f"Their time per image is not measured here ({command})."
+    batch = max(batches)
+    googlenet, vgg = rows[("googlenet", batch)], rows[("vgg16", batch)]
+    env = result.get("environment", {})
+    return (
+        f"Measured ([operations against time](benchmarks.md#operations-against-time); "
+        f"{googlenet['backend']} {googlenet['dtype']}, batch {batch}, {env.get('threads')} threads of an "
+        f"{env.get('cpu')} CPU): GoogLeNet {googlenet['ms_per_image']:.1f} ms per image, VGG-16 "
+        f"{vgg['ms_per_image']:.1f} ms — {vgg['ms_per_image'] / googlenet['ms_per_image']:.1f}× faster for "
+        f"{vgg['macs_per_image'] / googlenet['macs_per_image']:.1f}× fewer MACs: time does not shrink as fast "
+        f"as the operation count."
     )
 
 
@@ -193,7 +218,7 @@ Whether time follows on a CPU is measured by the `bottleneck` experiment's timin
 Parallel 1×1, 3×3, 5×5 convolutions and a pooling branch, concatenated, with 1×1 reductions. The
 "2–3× faster" is the paper's comparison with a non-Inception net of similar quality, which cnnatlas
 does not have. By the analyser GoogLeNet needs {googlenet_macs:.2f} G MACs per 224×224 image,
-VGG-16 {vgg_macs:.1f} G.
+VGG-16 {vgg_macs:.1f} G. {speed}
 `cnnatlas compare googlenet vgg16`
 
 ## 18. Try a residual network and see the difference from a plain one.
@@ -255,8 +280,10 @@ EXPERIMENT_KEYS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="the recorded experiments' folder")
+    parser.add_argument("--speed", type=Path, default=None, help="a `cnnatlas bench --format json` result")
     args = parser.parse_args(argv)
     values = numbers()
+    values["speed"] = measured_speed(args.speed)
     values.update({key: evidence(args.out, name) for key, name in EXPERIMENT_KEYS.items()})
     PAGE.write_text(TEMPLATE.format(**values))
     print(PAGE)
