@@ -8,7 +8,7 @@
 For each model at the chosen batch size (default: the largest measured for every model): the
 analyser's G-MACs per image, the measured milliseconds per image, the GFLOP/s achieved and its
 fraction of the machine's peak, and the time the least-squares line ``ms = a + b × G-MACs``
-(Canziani, Paszke & Culurciello 2016, Fig. 6 asks the same question) predicts for it — so the
+(the question Canziani, Paszke & Culurciello 2016 ask of their measurements) predicts for it — so the
 networks whose time the operation count does not explain stand out. Also the time per image at
 the smallest batch, against the chosen one: how much batching buys each network. ``--figure``
 saves ``cnnatlas plot bench``'s three panels.

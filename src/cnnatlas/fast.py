@@ -7,7 +7,8 @@
   ``σ = √(running_var + eps)``), so it costs nothing at run time;
 * every local response normalisation (AlexNet, ZFNet, GoogLeNet, VGG A-LRN) computes its
   window sum as a few shifted additions instead of PyTorch's padded 3-D average pool
-  (:class:`ShiftedSumLRN`, the same function, 2.5–3× faster on a CPU);
+  (:class:`ShiftedSumLRN`, the same function; GoogLeNet's fast copy spent a third of its time
+  in PyTorch's form, docs/benchmarks.md);
 * weights and activations are channels-last (NHWC), the layout oneDNN's CPU convolutions and
   cuDNN's tensor-core kernels prefer;
 * calls run under ``torch.inference_mode`` (no autograd bookkeeping);
