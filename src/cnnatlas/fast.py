@@ -197,9 +197,10 @@ class ShiftedSumLRN(nn.Module):
 
     b_c = a_c · (k + α/n · Σ a_{c'}²)^(−β) over the ``n = size`` channels c − ⌊n/2⌋ … c + ⌊(n−1)/2⌋
     that exist. PyTorch pads the squares along channels and runs a 3-D average pool over them,
-    whose CPU kernel is slow on an (N, 1, C, H, W) view — slower still in channels-last. Here
-    the window sum is the squares plus ``n − 1`` shifted copies of themselves, added in place:
-    each a plain elementwise pass, in whatever memory format the input has.
+    whose CPU kernel is slow on that (N, 1, C, H, W) view. Here the window sum is the squares
+    plus ``n − 1`` shifted copies of themselves, added in place: each a plain elementwise pass,
+    in whatever memory format the input has. Made for inference (the fast copy); training and
+    the analyser keep PyTorch's form.
     """
 
     def __init__(self, size: int, alpha: float, beta: float, k: float) -> None:
