@@ -144,7 +144,7 @@ def ceiling_table(images: int, repeats: int, device: str, compile: bool = False)
     print("| model | batch | forward MACs/image | images/s (mean ± std) | GFLOP/s | of peak |")
     print("|---|---|---|---|---|---|")
     runs = [(*run, False) for run in CEILING_RUNS]
-    if compile:  # ResNet-20 again through torch.compile, interleaved with the eager runs
+    if compile:  # ResNet-20 again through torch.compile, right after its eager runs
         runs.insert(1, (*CEILING_RUNS[0], True))
     for model, recipe, data_size, net_size, batch, compiled in runs:
         macs = cnnatlas.analyze(model, input_size=net_size, num_classes=10, in_chans=net_size[0]).totals["macs"]
