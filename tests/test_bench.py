@@ -197,6 +197,23 @@ def test_bench_chart_has_time_memory_and_operations_panels() -> None:
         bench(result, batch=2)
 
 
+def test_operations_panel_goes_log_log_over_an_order_of_magnitude() -> None:
+    from cnnatlas.plot import bench
+
+    # MobileNet-like 0.5 G-MACs beside VGG16-like 15 G-MACs: linear axes would crowd the small one
+    wide = bench(
+        _result([("small", 16, 8.0, 500_000_000), ("mid", 16, 40.0, 2 * 10**9), ("big", 16, 290.0, 15 * 10**9)])
+    )
+    ops_axes = wide.axes[2]
+    assert (ops_axes.get_xscale(), ops_axes.get_yscale()) == ("log", "log")
+    (fit_line,) = ops_axes.get_lines()
+    xs = fit_line.get_xdata()
+    assert len(xs) > 2 and min(xs) == pytest.approx(0.5) and max(xs) == pytest.approx(15.0)
+    # within one order of magnitude the axes stay linear and the line is its two ends
+    narrow = bench(_result([("a", 16, 10.0, 10**9), ("b", 16, 40.0, 4 * 10**9)]))
+    assert narrow.axes[2].get_xscale() == "linear" and len(narrow.axes[2].get_lines()[0].get_xdata()) == 2
+
+
 def test_plot_bench_command(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "r.json"
     path.write_text(json.dumps(_result([("a", 1, 10.0, 10**9), ("b", 1, 20.0, 2 * 10**9)])))

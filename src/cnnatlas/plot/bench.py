@@ -9,9 +9,11 @@
 
 Panels: forward time per image against batch size (their Fig. 3, log–log), peak memory
 against batch size (their Fig. 4), and operations against measured time at one batch size with
-the least-squares line and its R² — "is the number of operations a good predictor of speed?"
-(the networks made of many small or depthwise layers, MobileNet and SqueezeNet, sit above the
-line: fewer MACs, not proportionally faster).
+the least-squares line and its R², log–log once the MACs span ten times or more — "is the number
+of operations a good predictor of speed?" Which networks sit above the line depends on the
+machine; on a 2-core CPU (docs/benchmarks.md, "Operations against time") GoogLeNet and
+DenseNet-121 do, and the networks built to save operations reach a smaller share of the
+machine's peak than plain stacks of wide convolutions.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from cnnatlas.plot.labels import place_labels
 from cnnatlas.plot.output import new_figure
 
 _MAX_RESULT_BYTES = 64 * 2**20
+# The operations-against-time panel goes log–log when the largest network has this many times
+# the smallest one's MACs.
+LOG_AXES_RANGE = 10.0
 
 
 def load_bench_result(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -93,18 +98,26 @@ def bench(result: Mapping[str, Any], *, batch: int | None = None) -> Any:
     ops_axes.scatter(xs, ys, zorder=3)
     fit = fit_time_against_operations(list(zip(xs, ys)))
     title = f"operations vs time, batch {batch}"
+    # Networks an order of magnitude apart (MobileNet's 0.57 G-MACs, VGG16's 15.5) crowd the
+    # small ones into a corner on linear axes; on log axes each one's distance from the line shows.
+    logarithmic = min(xs) > 0 and min(ys) > 0 and max(xs) / min(xs) >= LOG_AXES_RANGE
     if fit is not None:
         low, high = min(xs), max(xs)
+        steps = 64  # the straight line is a curve on log axes, so draw it through many points
+        line_x = [low * (high / low) ** (i / steps) for i in range(steps + 1)] if logarithmic else [low, high]
+        line = [(v, fit["intercept_ms"] + fit["ms_per_gmac"] * v) for v in line_x]
         ops_axes.plot(
-            [low, high],
-            [fit["intercept_ms"] + fit["ms_per_gmac"] * v for v in (low, high)],
+            *zip(*[(v, ms) for v, ms in line if ms > 0 or not logarithmic]),
             linestyle="--",
             color="grey",
             label=f"fit: {fit['intercept_ms']:.2f} ms + {fit['ms_per_gmac']:.2f} ms/G-MAC, R² = {fit['r2']:.2f}",
         )
         ops_axes.legend(fontsize=7, loc="upper left")
+    if logarithmic:
+        ops_axes.set_xscale("log")
+        ops_axes.set_yscale("log")
     ops_axes.set(xlabel="G-MACs per image (analyser)", ylabel="measured ms per image", title=title)
-    ops_axes.grid(alpha=0.3)
+    ops_axes.grid(alpha=0.3, which="both" if logarithmic else "major")
     ops_axes.margins(0.15)
     figure.canvas.draw()  # final limits before the labels are placed
     place_labels(ops_axes, xs, ys, [_series_key(r, varied) for r in chosen])
