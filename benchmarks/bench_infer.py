@@ -122,6 +122,8 @@ def profile_fast(name: str, x: torch.Tensor, calls: int = 3) -> None:
     """Self CPU time of the fast copy by operator group, and its convolutions by kind."""
     from torch.profiler import ProfilerActivity, profile
 
+    from cnnatlas.analysis.memory import quiet_profiler_backend
+
     torch.manual_seed(0)
     fast = fast_model(cnnatlas.create_model(name).eval(), x[:1])
     macs: dict[str, int] = {}
@@ -142,7 +144,7 @@ def profile_fast(name: str, x: torch.Tensor, calls: int = 3) -> None:
         for _ in range(calls):
             fast(x)
         plain = (time.perf_counter() - start) / calls
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        with quiet_profiler_backend(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             start = time.perf_counter()
             for _ in range(calls):
                 fast(x)
@@ -233,8 +235,6 @@ def main() -> None:
     parser.add_argument("--digits", action="store_true", help="LeNet-5 bf16 vs fp32 agreement on the test digits")
     parser.add_argument("--digit-epochs", type=float, default=5)
     args = parser.parse_args()
-    # Kineto, the profiler's back end, would otherwise write start/stop lines into the tables.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     if args.threads:
         torch.set_num_threads(args.threads)
     env = environment("cpu")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import platform
 import statistics
 import tempfile
@@ -210,6 +209,7 @@ def profile_table(batch: int, steps: int = 5) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     import cnnatlas
+    from cnnatlas.analysis.memory import quiet_profiler_backend
 
     torch.manual_seed(0)
     model = cnnatlas.create_model("resnet20").train().to(memory_format=torch.channels_last)
@@ -225,7 +225,7 @@ def profile_table(batch: int, steps: int = 5) -> None:
 
     for _ in range(2):
         step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_profiler_backend(), profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for _ in range(steps):
             step()
@@ -274,8 +274,6 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="where a ResNet-20 step's time goes")
     parser.add_argument("--batchnorm", action="store_true", help="batch norm against convolution, first stage")
     args = parser.parse_args()
-    # Kineto, the profiler's back end, would otherwise write start/stop lines into the tables.
-    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     if args.batchnorm:
         batchnorm_table(args.batch)
         return

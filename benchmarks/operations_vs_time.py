@@ -5,11 +5,12 @@
     python benchmarks/operations_vs_time.py docs/bench/classic-cpu.json [--batch 16] \\
         [--figure docs/bench/classic-cpu.png]
 
-For each model at the chosen batch size (default: the largest measured for every model): the
-analyser's G-MACs per image, the measured milliseconds per image, the GFLOP/s achieved and its
-fraction of the machine's peak, and the time the least-squares line ``ms = a + b × G-MACs``
-(the question Canziani, Paszke & Culurciello 2016 ask of their measurements) predicts for it — so the
-networks whose time the operation count does not explain stand out. Also the time per image at
+For each model of a one-backend result at the chosen batch size (default: the largest measured
+for every model, as in the plot's operations panel): the analyser's G-MACs per image, the
+measured milliseconds per image, the GFLOP/s achieved and its fraction of the machine's peak,
+and the time the least-squares line ``ms = a + b × G-MACs`` predicts for it (the question
+Canziani, Paszke & Culurciello 2016 ask of their measurements) — so the networks whose time the
+operation count does not explain stand out. Also the time per image at
 the smallest batch, against the chosen one: how much batching buys each network. ``--figure``
 saves ``cnnatlas plot bench``'s three panels.
 """
@@ -22,22 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from cnnatlas.bench import fit_time_against_operations
-from cnnatlas.plot.bench import load_bench_result
+from cnnatlas.errors import InputError
+from cnnatlas.plot.bench import load_bench_result, operations_rows
 
 
 def table(result: dict[str, Any], batch: int | None) -> tuple[list[str], dict[str, float]]:
     """The markdown lines and the fit (intercept_ms, ms_per_gmac, r2) at ``batch``."""
-    rows = result["results"]
-    by_model: dict[str, dict[int, dict[str, Any]]] = {}
-    for row in rows:
-        by_model.setdefault(row["model"], {})[row["batch"]] = row
-    common = set.intersection(*(set(batches) for batches in by_model.values()))
-    if batch is None:
-        batch = max(common)
-    if batch not in common:
-        raise SystemExit(f"batch {batch} was not measured for every model; common batch sizes: {sorted(common)}")
-    smallest = min(common)
-    chosen = {model: batches[batch] for model, batches in by_model.items()}
+    models = {row["model"] for row in result["results"]}
+    try:  # the rows the plot's operations panel uses, so table and figure agree
+        batch, rows = operations_rows(result, batch)
+        smallest, first_rows = operations_rows(result, min(row["batch"] for row in result["results"]))
+    except InputError as exc:
+        raise SystemExit(str(exc)) from None
+    if len({row["model"] for row in rows}) != len(models) or len(first_rows) != len(rows):
+        raise SystemExit(f"batch sizes {smallest} and {batch} must both be measured for every model")
+    chosen = {row["model"]: row for row in rows}
+    first = {row["model"]: row for row in first_rows}
     fit = fit_time_against_operations([(r["macs_per_image"] / 1e9, r["ms_per_image"]) for r in chosen.values()])
     if fit is None:
         raise SystemExit("a fit needs at least two models with different MAC counts")
@@ -52,7 +53,7 @@ def table(result: dict[str, Any], batch: int | None) -> tuple[list[str], dict[st
         fraction = f"{100 * row['peak_fraction']:.0f}%" if row.get("peak_fraction") is not None else "–"
         lines.append(
             f"| {model} | {gmacs:.2f} | {row['ms_per_image']:.1f} | {row['gflops']:.1f} | {fraction} | "
-            f"{predicted:.1f} | {row['ms_per_image'] / predicted:.2f} | {by_model[model][smallest]['ms_per_image']:.1f} |"
+            f"{predicted:.1f} | {row['ms_per_image'] / predicted:.2f} | {first[model]['ms_per_image']:.1f} |"
         )
     lines.append(
         f"\nFit at batch {batch}: ms per image = {fit['intercept_ms']:.2f} + {fit['ms_per_gmac']:.2f} × G-MACs, "

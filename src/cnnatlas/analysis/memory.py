@@ -64,7 +64,7 @@ def _loss(model: nn.Module, out: Any, target: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def _quiet_profiler_backend() -> Iterator[None]:
+def quiet_profiler_backend() -> Iterator[None]:
     """Kineto, the profiler's C++ back end, writes "profiler_start"/"profiler_stop" lines (and,
     on a machine without a GPU, a gpuGetDeviceCount error) straight to the process's stderr, which
     would land in the middle of `cnnatlas summary --measure` or `cnnatlas bench` output. Its
@@ -86,7 +86,7 @@ def cpu_allocation_peak(call: Callable[[], Any]) -> int:
     with a timestamp). Tensors alive before the call are not included."""
     from torch.profiler import ProfilerActivity, profile
 
-    with _quiet_profiler_backend(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_profiler_backend(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         call()
     events = sorted(
         (e.start_ns(), e.nbytes())

@@ -127,28 +127,25 @@ def build_atlas(
     workers = max(1, min(jobs or os.cpu_count() or 1, len(names)))
     records: dict[str, dict[str, Any]] = {}
 
-    def record_of(name: str) -> dict[str, Any]:
-        records[name] = model_record(name, render_diagrams, input_size, resolved.get(name))
+    def finished(name: str, record: dict[str, Any]) -> None:
+        records[name] = record
         if progress:
             progress(name, len(records), len(names))
-        return records[name]
 
     if workers == 1:
         winners = winners_record()
         for name in names:
-            record_of(name)
+            finished(name, model_record(name, render_diagrams, input_size, resolved.get(name)))
     else:
         # Big networks first, so no worker is left with ResNet-1202 at the end.
         order = sorted((n for n in names if n not in resolved), key=_expected_cost, reverse=True)
         with ProcessPoolExecutor(max_workers=workers) as pool:
             winners_future = pool.submit(winners_record)
             futures = {name: pool.submit(model_record, name, render_diagrams, input_size) for name in order}
-            for name in resolved:  # while the workers analyse the registered models
-                record_of(name)
+            for name, source in resolved.items():  # while the workers analyse the registered models
+                finished(name, model_record(name, render_diagrams, input_size, source))
             for name in order:
-                records[name] = futures[name].result()
-                if progress:
-                    progress(name, len(records), len(names))
+                finished(name, futures[name].result())
             winners = winners_future.result()
     ordered = [records[n] for n in names]
     known = set(names)

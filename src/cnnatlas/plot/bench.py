@@ -56,17 +56,39 @@ def _series_key(row: Mapping[str, Any], varied: Sequence[str]) -> str:
     return row["model"] + (f" ({', '.join(extra)})" if extra else "")
 
 
+def _series(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Mapping[str, Any]]], list[str]]:
+    """The rows grouped by (model, and whichever of backend, dtype, mode vary) → the series' label,
+    and the keys that vary."""
+    varied = [k for k in ("backend", "dtype", "mode") if len({r.get(k) for r in rows}) > 1]
+    series: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        series.setdefault(_series_key(row, varied), []).append(row)
+    return series, varied
+
+
+def operations_rows(result: Mapping[str, Any], batch: int | None = None) -> tuple[int, list[Mapping[str, Any]]]:
+    """The rows the operations-against-time comparison uses: each series' row at ``batch``
+    (default: the largest batch size measured for every series), and that batch size."""
+    rows = list(result["results"])
+    series, _ = _series(rows)
+    common = set.intersection(*({r["batch"] for r in points} for points in series.values()))
+    if batch is None:
+        if not common:
+            raise InputError("no batch size was measured for every model; pass one that was")
+        batch = max(common)
+    chosen = [r for points in series.values() for r in points if r["batch"] == batch]
+    if not chosen:
+        raise InputError(f"batch size {batch} was not measured; measured: {sorted({r['batch'] for r in rows})}")
+    return batch, chosen
+
+
 def bench(result: Mapping[str, Any], *, batch: int | None = None) -> Any:
     """The three panels for every (model, backend, dtype, mode) series in ``result``;
     ``batch`` picks the batch size of the operations-vs-time panel (default: the largest
     measured for every model)."""
     from cnnatlas.bench import fit_time_against_operations
 
-    rows = list(result["results"])
-    varied = [k for k in ("backend", "dtype", "mode") if len({r.get(k) for r in rows}) > 1]
-    series: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        series.setdefault(_series_key(row, varied), []).append(row)
+    series, varied = _series(list(result["results"]))
 
     figure = new_figure(15, 4.6)
     time_axes, memory_axes, ops_axes = figure.subplots(1, 3)
@@ -85,14 +107,7 @@ def bench(result: Mapping[str, Any], *, batch: int | None = None) -> Any:
     memory_axes.set(xlabel="batch size", ylabel="peak memory (MiB)", title="memory vs batch")
     time_axes.legend(fontsize=7)
 
-    common = set.intersection(*({r["batch"] for r in points} for points in series.values()))
-    if batch is None:
-        if not common:
-            raise InputError("no batch size was measured for every model; pass one that was")
-        batch = max(common)
-    chosen = [r for points in series.values() for r in points if r["batch"] == batch]
-    if not chosen:
-        raise InputError(f"batch size {batch} was not measured; measured: {sorted({r['batch'] for r in rows})}")
+    batch, chosen = operations_rows(result, batch)
     xs = [r["macs_per_image"] / 1e9 for r in chosen]
     ys = [r["ms_per_image"] for r in chosen]
     ops_axes.scatter(xs, ys, zorder=3)
@@ -129,4 +144,4 @@ def bench(result: Mapping[str, Any], *, batch: int | None = None) -> Any:
     return figure
 
 
-__all__ = ["bench", "load_bench_result"]
+__all__ = ["bench", "load_bench_result", "operations_rows"]
